@@ -1,0 +1,3 @@
+from fieldsync.cli import main
+
+main()

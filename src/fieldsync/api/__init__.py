@@ -1,0 +1,1 @@
+"""The `api` service: the HTTP edge (auth, users, organizations, buildings, files)."""

@@ -1,0 +1,17 @@
+"""The api database's declarative base; feature packages add their models to it."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import DeclarativeBase
+
+from fieldsync.kit.db.models import service_metadata
+from fieldsync.kit.ids.lease import node_lease_table
+
+
+class Base(DeclarativeBase):
+    """Base of every table in the api database."""
+
+    metadata = service_metadata()
+
+
+node_leases = node_lease_table(Base.metadata)

@@ -1,0 +1,1 @@
+"""Database kit: engines, sessions, the entity mixin, repositories and migrations."""

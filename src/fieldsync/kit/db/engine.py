@@ -1,0 +1,51 @@
+"""One async engine and session factory per service database."""
+
+from __future__ import annotations
+
+from sqlalchemy import make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def async_url(url: str) -> URL:
+    """Point a plain `postgresql://` URL at the asyncpg driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"expected a postgresql:// URL, got {parsed.drivername}://")
+
+
+class Database:
+    """A service's database: engine, session factory and a readiness probe."""
+
+    def __init__(self, url: str, *, name: str, pool_size: int = 10) -> None:
+        self.name = name
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"application_name": f"fieldsync-{name}"}},
+        )
+        # expire_on_commit=False: objects stay readable after the edge commits them.
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def ping(self) -> None:
+        """Run `SELECT 1`; raises when the database cannot be reached."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def new_session(database: Database) -> AsyncSession:
+    """A fresh session outside any request (background tasks, CLI commands)."""
+    return database.sessions()

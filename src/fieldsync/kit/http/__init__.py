@@ -1,0 +1,1 @@
+"""HTTP building blocks: the app factory, middleware, problem responses and health."""

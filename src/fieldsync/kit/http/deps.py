@@ -1,0 +1,42 @@
+"""FastAPI dependencies shared by every service's endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import Request
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.kit.errors import Conflict, Unavailable
+from fieldsync.kit.runtime import Runtime
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The process runtime the lifespan stored on the app."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def database_session(service: str) -> Callable[[Request], AsyncIterator[AsyncSession]]:
+    """A dependency giving one session per request, committed at the edge.
+
+    Use it with `Depends(..., scope="function")` so the commit happens before the
+    response is sent: a 2xx means the write is durable, and a failed commit becomes
+    an error response instead of a success that was not kept.
+    """
+
+    async def session(request: Request) -> AsyncIterator[AsyncSession]:
+        database = runtime_of(request).databases[service]
+        async with database.sessions() as db_session:
+            yield db_session
+            try:
+                await db_session.commit()
+            except IntegrityError:
+                raise Conflict("the write conflicts with existing data") from None
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise Unavailable("the database connection was lost") from None
+                raise
+
+    return session

@@ -1,0 +1,127 @@
+"""The edge middleware, as plain ASGI (no per-request BaseHTTPMiddleware task).
+
+For every HTTP request it binds the request id and trace context to the log
+context, echoes `X-Request-ID`, enforces the body size cap (413), records metrics by
+route template, and writes one access log line.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fieldsync.kit import context
+from fieldsync.kit.errors import PayloadTooLarge
+from fieldsync.kit.http.problems import PROBLEM_CONTENT_TYPE
+from fieldsync.kit.logging import get_logger
+from fieldsync.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = get_logger("fieldsync.http")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Request id, body cap, metrics and access log for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope["headers"]
+        }
+        request_id = context.accept_request_id(headers.get("x-request-id"))
+        traceparent = context.child_traceparent(headers.get("traceparent"))
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id,
+            traceparent=traceparent,
+            trace_id=context.trace_id_of(traceparent),
+        )
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            status = 413
+            await self._too_large(send, request_id, scope)
+            self._record(scope, status, started)
+            return
+
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, send_with_id)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            status = 413
+            await self._too_large(send, request_id, scope)
+        finally:
+            self._record(scope, status, started)
+
+    async def _too_large(self, send: Send, request_id: str, scope: Scope) -> None:
+        error = PayloadTooLarge(f"request body is over the {self.max_body_bytes}-byte limit")
+        body = orjson.dumps(error.to_problem(instance=scope.get("path")))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _record(scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "?")
+        HTTP_REQUESTS.labels(method, template, str(status)).inc()
+        HTTP_LATENCY.labels(method, template).observe(elapsed)
+        log.info(
+            "request",
+            method=method,
+            path=scope.get("path"),
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )

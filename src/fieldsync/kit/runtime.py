@@ -1,0 +1,185 @@
+"""The Runtime: the connections one process holds for the services it hosts.
+
+Built in the app's lifespan and stored on `app.state.runtime`; nothing here is a
+module global. `fieldsync up` hosts every service in one Runtime, `fieldsync run X`
+hosts one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from fieldsync.kit.db.engine import Database
+from fieldsync.kit.errors import Unavailable
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.ids.lease import LeasedIds
+from fieldsync.kit.logging import get_logger
+from fieldsync.kit.messaging import Bus
+from fieldsync.kit.messaging.safety import UnsafeNats, verify_nats_durability
+from fieldsync.kit.service import ServiceSpec
+from fieldsync.kit.settings import Settings
+
+log = get_logger(__name__)
+
+
+class StartupError(Exception):
+    """A dependency is missing or misconfigured; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The server addresses a runtime connects to, after embedded servers filled gaps."""
+
+    nats_url: str
+    nats_monitor_url: str | None
+    database_urls: dict[str, str]
+    redis_url: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, services: Sequence[ServiceSpec]) -> Endpoints:
+        """Endpoints from configuration alone (`fieldsync run`): everything must be set."""
+        missing = [
+            f"FIELDSYNC_{spec.name.upper()}_DATABASE_URL"
+            for spec in services
+            if spec.has_database and settings.database_url(spec.name) is None
+        ]
+        if settings.nats_url is None:
+            missing.insert(0, "FIELDSYNC_NATS_URL")
+        if missing:
+            raise StartupError(
+                f"missing configuration: {', '.join(missing)} "
+                "(or use `fieldsync up` to start embedded servers)"
+            )
+        return cls(
+            nats_url=str(settings.nats_url),
+            nats_monitor_url=None
+            if settings.nats_monitor_url is None
+            else str(settings.nats_monitor_url),
+            database_urls={
+                spec.name: str(settings.database_url(spec.name))
+                for spec in services
+                if spec.has_database
+            },
+            redis_url=None if settings.redis_url is None else str(settings.redis_url),
+        )
+
+
+class Runtime:
+    """Connections and per-service resources of one process."""
+
+    def __init__(
+        self, settings: Settings, endpoints: Endpoints, services: Sequence[ServiceSpec]
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.services = list(services)
+        self.databases: dict[str, Database] = {}
+        self._leases: dict[str, LeasedIds] = {}
+        self.ids: dict[str, SnowflakeGenerator] = {}
+        self._bus: Bus | None = None
+        self.redis: Redis | None = None
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def bus(self) -> Bus:
+        """The process's NATS bus (after `start`)."""
+        if self._bus is None:
+            raise RuntimeError("Runtime.start() was not awaited")
+        return self._bus
+
+    async def start(self) -> None:
+        """Connect everything, verify NATS durability, lease node ids, serve handlers."""
+        names = ", ".join(spec.name for spec in self.services)
+        try:
+            self._bus = await Bus.connect(
+                self.endpoints.nats_url,
+                name=f"fieldsync[{names}]",
+                request_timeout=self.settings.nats_request_timeout_seconds,
+            )
+        except Unavailable as exc:
+            raise StartupError(f"{exc} (check FIELDSYNC_NATS_URL)") from None
+        try:
+            await verify_nats_durability(
+                self.bus.jetstream,
+                monitor_url=self.endpoints.nats_monitor_url,
+                unsafe=self.settings.unsafe_nats,
+            )
+        except (UnsafeNats, Unavailable) as exc:
+            raise StartupError(str(exc)) from None
+
+        for spec in self.services:
+            if not spec.has_database:
+                continue
+            database = Database(
+                self.endpoints.database_urls[spec.name],
+                name=spec.name,
+                pool_size=self.settings.db_pool_size,
+            )
+            self.databases[spec.name] = database
+            try:
+                await database.ping()
+            except Exception as exc:
+                raise StartupError(
+                    f"cannot reach the {spec.name} database: {exc} "
+                    f"(check FIELDSYNC_{spec.name.upper()}_DATABASE_URL)"
+                ) from None
+            leased = LeasedIds(database.engine, ttl_seconds=self.settings.node_lease_seconds)
+            self._leases[spec.name] = leased
+            self.ids[spec.name] = await leased.start()
+
+        if self.endpoints.redis_url is not None:
+            self.redis = Redis.from_url(self.endpoints.redis_url)
+            try:
+                await self.redis.ping()
+            except Exception as exc:
+                raise StartupError(
+                    f"cannot reach Redis: {exc} (check FIELDSYNC_REDIS_URL)"
+                ) from None
+
+        for spec in self.services:
+            for router in spec.bus_routers:
+                await self.bus.serve(router)
+            for task in spec.background:
+                self._background.append(
+                    asyncio.create_task(task(self), name=f"{spec.name}-background")
+                )
+        log.info("runtime started", services=names)
+
+    async def stop(self) -> None:
+        """Stop handlers and background work, release leases, close connections."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._bus is not None:
+            await self._bus.close()
+        for leased in self._leases.values():
+            try:
+                await leased.stop()
+            except Exception as exc:  # the lease expires on its own anyway
+                log.warning("could not release node lease", error=str(exc))
+        for database in self.databases.values():
+            await database.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def check_readiness(self) -> dict[str, str]:
+        """Status of every dependency: 'ok' or what failed."""
+        checks: dict[str, str] = {}
+
+        async def probe(name: str, check: asyncio.Future[object] | object) -> None:
+            try:
+                await asyncio.wait_for(check, timeout=2.0)  # type: ignore[arg-type]
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"failed: {exc or type(exc).__name__}"
+
+        probes = [probe(f"database:{name}", db.ping()) for name, db in self.databases.items()]
+        probes.append(probe("nats", self.bus.ping()))
+        if self.redis is not None:
+            probes.append(probe("redis", self.redis.ping()))
+        await asyncio.gather(*probes)
+        return dict(sorted(checks.items()))

@@ -1,0 +1,91 @@
+"""One settings object per process, read from `FIELDSYNC_*` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyUrl, Field, PostgresDsn, UrlConstraints, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FIELDSYNC_"
+
+NatsDsn = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["nats", "tls", "ws", "wss"])]
+RedisDsn = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
+HttpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["http", "https"])]
+
+
+class LogFormat(StrEnum):
+    """How log lines are rendered: JSON lines for machines, console for people."""
+
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class Settings(BaseSettings):
+    """Everything a fieldsync process can be configured with.
+
+    Unset server URLs mean "not configured": `fieldsync up` then starts an embedded
+    server for that part, while `fieldsync run` refuses to start without them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path(".fieldsync")
+
+    api_database_url: PostgresDsn | None = None
+
+    nats_url: NatsDsn | None = None
+    nats_monitor_url: HttpUrl | None = None
+    unsafe_nats: bool = False
+    nats_request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    redis_url: RedisDsn | None = None
+
+    log_format: LogFormat = LogFormat.JSON
+    log_level: str = "info"
+
+    node_lease_seconds: int = Field(default=30, ge=5, le=3600)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        levels = {"debug", "info", "warning", "error", "critical"}
+        if value.lower() not in levels:
+            raise ValueError(f"must be one of {', '.join(sorted(levels))}")
+        return value.lower()
+
+    def database_url(self, service: str) -> str | None:
+        """The configured database URL of `service`, or None when it is not set."""
+        url = getattr(self, f"{service}_database_url", None)
+        return None if url is None else str(url)
+
+
+class SettingsError(Exception):
+    """Start-up configuration is invalid; the message names the variable and the fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings, turning pydantic's report into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Render a settings validation error as `FIELDSYNC_X: what is wrong (got 'value')`."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        message = error["msg"]
+        given = error.get("input")
+        got = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        parts.append(f"{variable}: {message}{got}")
+    return "invalid configuration: " + "; ".join(parts)

@@ -1,0 +1,68 @@
+"""Running services: migrate, start the runtime, serve HTTP, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import uvicorn
+
+from fieldsync.kit.db.admin import ensure_database
+from fieldsync.kit.db.migrations import upgrade_async
+from fieldsync.kit.http.app import create_app
+from fieldsync.kit.runtime import Endpoints, Runtime, StartupError
+from fieldsync.kit.service import ServiceSpec
+from fieldsync.kit.settings import Settings
+
+
+async def migrate(services: Sequence[ServiceSpec], endpoints: Endpoints, *, create: bool) -> None:
+    """Bring every service database to its latest migration (creating it when asked)."""
+    for spec in services:
+        if spec.migrations is None:
+            continue
+        url = endpoints.database_urls[spec.name]
+        try:
+            if create:
+                await ensure_database(url)
+            await upgrade_async(spec.migrations, url)
+        except Exception as exc:
+            raise StartupError(f"cannot migrate the {spec.name} database: {exc}") from None
+
+
+async def serve(
+    settings: Settings,
+    endpoints: Endpoints,
+    services: Sequence[ServiceSpec],
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Start the runtime, serve HTTP until SIGINT/SIGTERM, then stop everything."""
+    runtime = Runtime(settings, endpoints, services)
+    try:
+        await runtime.start()
+        app = create_app(runtime)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        # uvicorn exposes only a `started` flag, no event to await.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if server.started and on_ready is not None:
+            on_ready()
+        await serving
+        if not server.started:
+            raise StartupError(
+                f"cannot listen on {settings.http_host}:{settings.http_port} "
+                "(is the port in use? set FIELDSYNC_HTTP_PORT or --port)"
+            )
+    finally:
+        await runtime.stop()
