@@ -48,8 +48,11 @@ class NatsEndpoints:
 class EmbeddedNats:
     """One nats-server process with file-backed JetStream and `sync_interval: always`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, jetstream: bool = True, sync_always: bool = True) -> None:
         self.data_dir = data_dir
+        # Both switches exist so tests can start the unsafe servers fieldsync must refuse.
+        self.jetstream = jetstream
+        self.sync_always = sync_always
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> NatsEndpoints:
@@ -58,12 +61,15 @@ class EmbeddedNats:
         port, monitor_port = free_port(), free_port()
         config = self.data_dir / "nats.conf"
         store = (self.data_dir / "jetstream").resolve()
-        config.write_text(
-            f'listen: "127.0.0.1:{port}"\n'
-            f'http: "127.0.0.1:{monitor_port}"\n'
-            "max_payload: 8MB\n"
-            f'jetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n'
-        )
+        lines = [
+            f'listen: "127.0.0.1:{port}"',
+            f'http: "127.0.0.1:{monitor_port}"',
+            "max_payload: 8MB",
+        ]
+        if self.jetstream:
+            sync = "  sync_interval: always\n" if self.sync_always else ""
+            lines.append(f'jetstream {{\n  store_dir: "{store}"\n{sync}}}')
+        config.write_text("\n".join(lines) + "\n")
         log_file = (self.data_dir / "nats.log").open("ab")
         self._process = subprocess.Popen(
             [nats_server_binary(), "-c", str(config)],
@@ -86,7 +92,8 @@ class EmbeddedNats:
                     f"see {self.data_dir / 'nats.log'}"
                 )
             try:
-                if httpx.get(f"{monitor_url}/healthz?js-enabled-only=true", timeout=1).is_success:
+                probe = "/healthz?js-enabled-only=true" if self.jetstream else "/healthz"
+                if httpx.get(f"{monitor_url}{probe}", timeout=1).is_success:
                     return
             except httpx.HTTPError:
                 pass

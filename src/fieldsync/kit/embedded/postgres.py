@@ -8,8 +8,14 @@ after the services have closed their connections.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 
 class EmbeddedPostgres:
@@ -34,16 +40,28 @@ class EmbeddedPostgres:
         uri: str = self._server.get_uri(database)
         return uri
 
-    def stop(self) -> None:
-        """Fast shutdown: disconnect clients, checkpoint, exit."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown (disconnect clients, checkpoint, exit) and wait until it is gone."""
         server, self._server = self._server, None
         if server is None:
             return
-        import pgserver
-
-        try:
-            pgserver.pg_ctl(  # type: ignore[attr-defined]
-                ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=server.system_user
-            )
-        except Exception:  # already stopped (e.g. by the terminal's Ctrl-C)
+        pid = self._postmaster_pid()
+        if pid is None:
             return
+        # SIGINT is PostgreSQL's "fast shutdown": what `pg_ctl stop -m fast` sends.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGQUIT)  # immediate shutdown: crash-safe, WAL replays
+
+    def _postmaster_pid(self) -> int | None:
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            return int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None

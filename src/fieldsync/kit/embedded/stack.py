@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,8 +61,15 @@ class EmbeddedStack:
         )
 
     def stop(self) -> None:
-        """Stop what this stack started, NATS first (it holds no client state we need)."""
-        if self.nats is not None:
-            self.nats.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
+        """Stop what this stack started; a second Ctrl-C cannot cut the shutdown short."""
+        previous = {
+            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            if self.nats is not None:
+                self.nats.stop()
+            if self.postgres is not None:
+                self.postgres.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -29,7 +29,11 @@ def database_session(service: str) -> Callable[[Request], AsyncIterator[AsyncSes
     async def session(request: Request) -> AsyncIterator[AsyncSession]:
         database = runtime_of(request).databases[service]
         async with database.sessions() as db_session:
-            yield db_session
+            try:
+                yield db_session
+            except IntegrityError:
+                # A constraint the code did not check first is still the caller's conflict.
+                raise Conflict("the write conflicts with existing data") from None
             try:
                 await db_session.commit()
             except IntegrityError:

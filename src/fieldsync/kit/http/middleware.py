@@ -14,7 +14,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldsync.kit import context
-from fieldsync.kit.errors import PayloadTooLarge
+from fieldsync.kit.errors import FieldsyncError, PayloadTooLarge
 from fieldsync.kit.http.problems import PROBLEM_CONTENT_TYPE
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -56,7 +56,10 @@ class EdgeMiddleware:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             status = 413
-            await self._too_large(send, request_id, scope)
+            too_large = PayloadTooLarge(
+                f"request body is over the {self.max_body_bytes}-byte limit"
+            )
+            await self._send_problem(send, too_large, request_id, scope)
             self._record(scope, status, started)
             return
 
@@ -88,22 +91,33 @@ class EdgeMiddleware:
             if response_started:
                 raise
             status = 413
-            await self._too_large(send, request_id, scope)
+            too_large = PayloadTooLarge(
+                f"request body is over the {self.max_body_bytes}-byte limit"
+            )
+            await self._send_problem(send, too_large, request_id, scope)
+        except Exception:
+            # Anything unexpected: log it with its trace, give the client none of it.
+            log.exception("unhandled error", path=scope.get("path"))
+            if response_started:
+                raise
+            status = 500
+            await self._send_problem(send, FieldsyncError("internal error"), request_id, scope)
         finally:
             self._record(scope, status, started)
 
-    async def _too_large(self, send: Send, request_id: str, scope: Scope) -> None:
-        error = PayloadTooLarge(f"request body is over the {self.max_body_bytes}-byte limit")
+    @staticmethod
+    async def _send_problem(
+        send: Send, error: FieldsyncError, request_id: str, scope: Scope
+    ) -> None:
         body = orjson.dumps(error.to_problem(instance=scope.get("path")))
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": error.status,
                 "headers": [
                     (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
-                    (b"connection", b"close"),
                 ],
             }
         )

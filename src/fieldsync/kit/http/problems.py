@@ -1,4 +1,8 @@
-"""Every error leaves the HTTP edge as `application/problem+json` (RFC 9457)."""
+"""Every error leaves the HTTP edge as `application/problem+json` (RFC 9457).
+
+Expected errors are mapped here; unexpected exceptions are caught by the edge
+middleware, which logs them and answers a bare 500 problem.
+"""
 
 from __future__ import annotations
 
@@ -92,11 +96,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         }
         return problem_response(problem, exc.status_code, dict(exc.headers or {}) or None)
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", path=request.url.path)
-        return error_response(FieldsyncError("internal error"), request)
-
     app.add_exception_handler(FieldsyncError, on_fieldsync_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
-    app.add_exception_handler(Exception, on_unexpected)

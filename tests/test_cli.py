@@ -1,0 +1,219 @@
+"""The `fieldsync` command as a user runs it: real processes, real servers, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from fieldsync.kit.db.engine import async_url
+from fieldsync.kit.embedded.nats import NatsEndpoints, free_port
+
+FIELDSYNC = str(Path(sys.executable).parent / "fieldsync")
+START_TIMEOUT = 90.0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any FIELDSYNC_* variable, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FIELDSYNC_")}
+    env.update(extra)
+    return env
+
+
+class Running:
+    """A fieldsync process whose stderr is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [FIELDSYNC, *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._seen:
+                self.lines.append(line.rstrip("\n"))
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for_line(self, fragment: str, timeout: float = START_TIMEOUT) -> None:
+        """Block until a stderr line contains `fragment` (fails if the process exits first)."""
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while not any(fragment in line for line in self.lines):
+                if self.process.poll() is not None and not self._reader.is_alive():
+                    pytest.fail(f"fieldsync exited ({self.process.returncode}):\n" + "\n".join(self.lines))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"no line with {fragment!r} within {timeout}s:\n" + "\n".join(self.lines))
+                self._seen.wait(remaining)
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every process started under this one."""
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def stop(self, signum: int, timeout: float = 60.0) -> int:
+        """Send `signum` and wait for the exit code."""
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The embedded PostgreSQL's pid from its postmaster.pid file."""
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    return int(pid_file.read_text().splitlines()[0])
+
+
+def assert_gone(pids: list[int]) -> None:
+    """Every pid has exited (zombies of already-reaped children count as gone)."""
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [
+            pid
+            for pid in alive
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
+        if alive:
+            time.sleep(0.1)
+    assert alive == [], f"processes left behind: {alive}"
+
+
+async def sql(url: str, statement: str) -> object:
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # A short path: PostgreSQL's Unix socket lives here and socket paths are capped at 107 bytes.
+    path = tmp_path_factory.mktemp("up")
+    yield path
+
+
+async def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir: Path) -> None:
+    port = free_port()
+    args = ["up", "--data-dir", str(data_dir), "--port", str(port)]
+
+    first = Running(args, clean_env())
+    try:
+        first.wait_for_line("is up")
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
+        assert any(f"http://127.0.0.1:{port}/docs" in line for line in first.lines)
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
+        assert docs.status_code == 200
+        database_url = f"postgresql://postgres@/fieldsync_api?host={data_dir / 'postgres'}"
+        await sql(database_url, "CREATE TABLE kept_across_restarts (id int)")
+        started = [process.pid for process in first.descendants()]
+        postgres = postmaster_pid(data_dir)
+        assert postgres is not None
+    finally:
+        code = first.stop(signal.SIGINT)
+    assert code == 0, "\n".join(first.lines)
+    assert_gone([*started, postgres])
+
+    second = Running(args, clean_env())
+    try:
+        second.wait_for_line("is up")
+        assert await sql(database_url, "SELECT to_regclass('kept_across_restarts')::text") == (
+            "kept_across_restarts"
+        )
+        started = [process.pid for process in second.descendants()]
+        postgres = postmaster_pid(data_dir)
+    finally:
+        code = second.stop(signal.SIGTERM)
+    assert code == 0, "\n".join(second.lines)
+    assert_gone([*started, postgres])
+
+
+def one_line_failure(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    result = subprocess.run(
+        [FIELDSYNC, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr
+    return result.returncode, lines[0]
+
+
+def test_bad_port_fails_with_one_line() -> None:
+    code, line = one_line_failure(["up"], clean_env(FIELDSYNC_HTTP_PORT="abc"))
+    assert code == 2
+    assert line.startswith("fieldsync: invalid configuration: FIELDSYNC_HTTP_PORT:")
+
+
+def test_run_without_configuration_names_what_is_missing() -> None:
+    code, line = one_line_failure(["run", "api"], clean_env())
+    assert code == 1
+    assert "FIELDSYNC_NATS_URL" in line
+    assert "FIELDSYNC_API_DATABASE_URL" in line
+
+
+def test_unreachable_nats_fails_with_one_line(api_database_url: str) -> None:
+    unused = free_port()
+    env = clean_env(
+        FIELDSYNC_NATS_URL=f"nats://127.0.0.1:{unused}", FIELDSYNC_API_DATABASE_URL=api_database_url
+    )
+    code, line = one_line_failure(["run", "api"], env)
+    assert code == 1
+    assert f"cannot connect to NATS at nats://127.0.0.1:{unused}" in line
+
+
+def test_run_refuses_nats_it_cannot_verify(nats_server: NatsEndpoints, api_database_url: str) -> None:
+    env = clean_env(FIELDSYNC_NATS_URL=nats_server.url, FIELDSYNC_API_DATABASE_URL=api_database_url)
+    code, line = one_line_failure(["run", "api"], env)
+    assert code == 1
+    assert "FIELDSYNC_NATS_MONITOR_URL" in line
+    assert "FIELDSYNC_UNSAFE_NATS=1" in line
+
+
+def test_run_serves_one_service_against_configured_servers(
+    nats_server: NatsEndpoints, api_database_url: str
+) -> None:
+    port = free_port()
+    env = clean_env(
+        FIELDSYNC_NATS_URL=nats_server.url,
+        FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
+        FIELDSYNC_API_DATABASE_URL=api_database_url,
+        FIELDSYNC_HTTP_PORT=str(port),
+    )
+    replica = Running(["run", "api"], env)
+    try:
+        replica.wait_for_line("Uvicorn running")
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'fieldsync_http_requests_total{method="GET",route="/health/ready",status="200"}' in metrics
+    finally:
+        code = replica.stop(signal.SIGTERM)
+    assert code == 0, "\n".join(replica.lines)
+    # Configured mode logs JSON lines that carry the request id.
+    assert any('"request_id"' in line and '"/health/ready"' in line for line in replica.lines)
