@@ -217,3 +217,26 @@ def test_run_serves_one_service_against_configured_servers(
     assert code == 0, "\n".join(replica.lines)
     # Configured mode logs JSON lines that carry the request id.
     assert any('"request_id"' in line and '"/health/ready"' in line for line in replica.lines)
+
+
+def test_up_uses_configured_servers_instead_of_embedded_ones(
+    data_dir: Path, nats_server: NatsEndpoints, api_database_url: str
+) -> None:
+    port = free_port()
+    env = clean_env(
+        FIELDSYNC_NATS_URL=nats_server.url,
+        FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
+        FIELDSYNC_API_DATABASE_URL=api_database_url,
+    )
+    configured = Running(["up", "--data-dir", str(data_dir), "--port", str(port)], env)
+    try:
+        configured.wait_for_line("is up")
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
+        assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
+        started = [process.name() for process in configured.descendants()]
+    finally:
+        code = configured.stop(signal.SIGINT)
+    assert code == 0, "\n".join(configured.lines)
+    assert "nats-server" not in started
+    assert not (data_dir / "postgres").exists()
+    assert not (data_dir / "nats").exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -13,6 +15,26 @@ from fieldsync.kit.http.app import create_app
 from fieldsync.kit.runtime import Endpoints, Runtime, StartupError
 from fieldsync.kit.service import ServiceSpec
 from fieldsync.kit.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its habit of re-raising the stop signal once it has shut down.
+
+    The re-raised SIGTERM would kill the process before the runtime drains NATS and
+    releases its leases, and before `up` stops the embedded servers; fieldsync
+    finishes its own shutdown and exits 0 instead.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
 
 async def migrate(services: Sequence[ServiceSpec], endpoints: Endpoints, *, create: bool) -> None:
@@ -51,7 +73,7 @@ async def serve(
             server_header=False,
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         serving = asyncio.create_task(server.serve())
         # uvicorn exposes only a `started` flag, no event to await.
         while not server.started and not serving.done():  # noqa: ASYNC110
