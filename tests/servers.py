@@ -41,8 +41,10 @@ def redis_url() -> str:
 
 def database_url_for(name: str) -> str:
     """URL of this run's database `name` on the test server."""
-    return make_url(admin_database_url()).set(database=f"{RUN_TAG}_{name}").render_as_string(
-        hide_password=False
+    return (
+        make_url(admin_database_url())
+        .set(database=f"{RUN_TAG}_{name}")
+        .render_as_string(hide_password=False)
     )
 
 
@@ -68,6 +70,8 @@ async def require_redis() -> None:
         async with asyncio.timeout(5):
             await client.ping()
     except Exception as exc:
-        pytest.fail(f"Redis is not reachable at {redis_url()} ({exc}): {HOW_TO_START_REDIS}", pytrace=False)
+        pytest.fail(
+            f"Redis is not reachable at {redis_url()} ({exc}): {HOW_TO_START_REDIS}", pytrace=False
+        )
     finally:
         await client.aclose()

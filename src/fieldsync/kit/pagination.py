@@ -19,6 +19,8 @@ from fieldsync.kit.errors import ValidationFailed
 ItemT = TypeVar("ItemT")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Keys are PostgreSQL `bigint`s (snowflake ids are non-negative).
+MAX_KEY = (1 << 63) - 1
 
 
 def encode_cursor(key: int) -> str:
@@ -27,15 +29,24 @@ def encode_cursor(key: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
-    """The keyset position inside a cursor; a malformed cursor is a 422."""
+    """The keyset position inside a cursor; a malformed cursor is a 422.
+
+    Only what `encode_cursor` writes is accepted: base64 of plain decimal digits of a
+    key within PostgreSQL's `bigint` range (a larger number would fail in the database
+    as a 500 instead of a 422).
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        digits = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+        text = digits.decode("ascii")
+    except (ValueError, binascii.Error):  # UnicodeError is a ValueError
+        text = ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_KEY):
         raise ValidationFailed(
             "cursor is not one this server issued",
             errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from None
+        )
+    return int(text)
 
 
 @dataclass(frozen=True)

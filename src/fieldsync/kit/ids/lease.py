@@ -37,6 +37,12 @@ def node_lease_table(metadata: MetaData) -> Table:
     )
 
 
+# Claims in one database take turns (a transaction-scoped advisory lock), so concurrent
+# claimants never race for the same lowest free id: without it, N processes starting
+# together each lose to one another up to N-1 times and can run out of attempts while
+# hundreds of node ids are free. Renewals and releases do not take the lock.
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_CLAIM_LOCK_KEY = int.from_bytes(b"fs-nodes", "big")
 _CLAIM = text(
     """
     INSERT INTO node_leases (node_id, holder, expires_at)
@@ -90,6 +96,7 @@ class NodeLease:
         for _ in range(attempts):
             sent = self._monotonic()
             async with self._engine.begin() as connection:
+                await connection.execute(_CLAIM_LOCK, {"key": _CLAIM_LOCK_KEY})
                 row = (
                     await connection.execute(
                         _CLAIM, {"holder": self.holder, "ttl": self._ttl, "max_node": MAX_NODE}
@@ -100,7 +107,7 @@ class NodeLease:
                 self._deadline = sent + self._ttl
                 log.info("node lease acquired", node_id=self.node_id, holder=self.holder)
                 return self.node_id
-            # Lost a race for the same candidate, or every node id is taken: look again.
+            # Every node id is taken (or, despite the lock, a race was lost): look again.
             await asyncio.sleep(0.01)
         raise Unavailable(f"no free node id among {MAX_NODE + 1}: too many live processes")
 
@@ -129,14 +136,22 @@ class NodeLease:
         self._deadline = 0.0
 
     async def heartbeat(self) -> None:
-        """Renew every third of the lease's lifetime until cancelled; re-acquire if lost."""
+        """Renew every third of the lease's lifetime until cancelled; re-acquire if lost.
+
+        Nothing but cancellation ends the loop: a failed claim (every node id taken, the
+        database unreachable) is retried on the next beat, since the renewal of the lost
+        node id fails again and leads back here.
+        """
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
                 await self.renew()
             except Unavailable:
                 log.warning("node lease lost; claiming a new node id", node_id=self.node_id)
-                await self.acquire()
+                try:
+                    await self.acquire()
+                except Exception as exc:
+                    log.warning("claiming a new node id failed", error=str(exc))
             except Exception as exc:  # database hiccup: keep trying until the deadline
                 log.warning("node lease renewal failed", error=str(exc))
 

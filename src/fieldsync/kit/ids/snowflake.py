@@ -67,8 +67,10 @@ class SnowflakeGenerator:
         self._clock_ms = clock_ms
         self._is_valid = is_valid
         self._last_ms = -1
+        self._last_reading = -1
         self._sequence = 0
         self._lock = threading.Lock()
+        # How many times a clock reading was earlier than the reading before it.
         self.clock_steps_back = 0
 
     def next_id(self) -> int:
@@ -76,14 +78,18 @@ class SnowflakeGenerator:
         if not self._is_valid():
             raise Unavailable("this process no longer holds its id node lease")
         with self._lock:
-            now = self._clock_ms() - EPOCH_MS
+            reading = self._clock_ms()
+            if reading < self._last_reading:
+                self.clock_steps_back += 1
+            self._last_reading = reading
+            now = reading - EPOCH_MS
             if now > self._last_ms:
                 self._last_ms = now
                 self._sequence = 0
             else:
-                if now < self._last_ms:
-                    # Keep counting on the logical clock rather than reusing timestamps.
-                    self.clock_steps_back += 1
+                # The clock is at or behind the last millisecond used (same millisecond, a
+                # step back, or a burst that ran ahead): keep counting on the logical clock
+                # rather than reusing timestamps.
                 self._sequence += 1
                 if self._sequence > MAX_SEQUENCE:
                     self._last_ms += 1
