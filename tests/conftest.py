@@ -18,9 +18,9 @@ from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
 from fieldsync.kit.embedded.nats import EmbeddedNats, NatsEndpoints
 from fieldsync.kit.http.app import create_app
+from fieldsync.kit.logging import configure_logging
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Endpoints, Runtime
-from fieldsync.kit.logging import configure_logging
 from fieldsync.kit.settings import LogFormat, Settings
 from tests import servers
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,7 +36,11 @@ class Running:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [FIELDSYNC, *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [FIELDSYNC, *args],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
         )
         self.lines: list[str] = []
         self._seen = threading.Condition()
@@ -58,10 +62,14 @@ class Running:
         with self._seen:
             while not any(fragment in line for line in self.lines):
                 if self.process.poll() is not None and not self._reader.is_alive():
-                    pytest.fail(f"fieldsync exited ({self.process.returncode}):\n" + "\n".join(self.lines))
+                    pytest.fail(
+                        f"fieldsync exited ({self.process.returncode}):\n" + "\n".join(self.lines)
+                    )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    pytest.fail(f"no line with {fragment!r} within {timeout}s:\n" + "\n".join(self.lines))
+                    pytest.fail(
+                        f"no line with {fragment!r} within {timeout}s:\n" + "\n".join(self.lines)
+                    )
                 self._seen.wait(remaining)
 
     def descendants(self) -> list[psutil.Process]:
@@ -110,13 +118,12 @@ async def sql(url: str, statement: str) -> object:
 
 
 @pytest.fixture
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A short path: PostgreSQL's Unix socket lives here and socket paths are capped at 107 bytes.
-    path = tmp_path_factory.mktemp("up")
-    yield path
+    return tmp_path_factory.mktemp("up")
 
 
-async def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir: Path) -> None:
+def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir: Path) -> None:
     port = free_port()
     args = ["up", "--data-dir", str(data_dir), "--port", str(port)]
 
@@ -130,7 +137,7 @@ async def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(dat
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200
         database_url = f"postgresql://postgres@/fieldsync_api?host={data_dir / 'postgres'}"
-        await sql(database_url, "CREATE TABLE kept_across_restarts (id int)")
+        asyncio.run(sql(database_url, "CREATE TABLE kept_across_restarts (id int)"))
         started = [process.pid for process in first.descendants()]
         postgres = postmaster_pid(data_dir)
         assert postgres is not None
@@ -142,9 +149,8 @@ async def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(dat
     second = Running(args, clean_env())
     try:
         second.wait_for_line("is up")
-        assert await sql(database_url, "SELECT to_regclass('kept_across_restarts')::text") == (
-            "kept_across_restarts"
-        )
+        kept = asyncio.run(sql(database_url, "SELECT to_regclass('kept_across_restarts')::text"))
+        assert kept == "kept_across_restarts"
         started = [process.pid for process in second.descendants()]
         postgres = postmaster_pid(data_dir)
     finally:
@@ -186,7 +192,9 @@ def test_unreachable_nats_fails_with_one_line(api_database_url: str) -> None:
     assert f"cannot connect to NATS at nats://127.0.0.1:{unused}" in line
 
 
-def test_run_refuses_nats_it_cannot_verify(nats_server: NatsEndpoints, api_database_url: str) -> None:
+def test_run_refuses_nats_it_cannot_verify(
+    nats_server: NatsEndpoints, api_database_url: str
+) -> None:
     env = clean_env(FIELDSYNC_NATS_URL=nats_server.url, FIELDSYNC_API_DATABASE_URL=api_database_url)
     code, line = one_line_failure(["run", "api"], env)
     assert code == 1
@@ -211,7 +219,10 @@ def test_run_serves_one_service_against_configured_servers(
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        assert 'fieldsync_http_requests_total{method="GET",route="/health/ready",status="200"}' in metrics
+        assert (
+            'fieldsync_http_requests_total{method="GET",route="/health/ready",status="200"}'
+            in metrics
+        )
     finally:
         code = replica.stop(signal.SIGTERM)
     assert code == 0, "\n".join(replica.lines)

@@ -105,7 +105,10 @@ async def test_metrics_count_requests_by_route_template(http: httpx.AsyncClient)
     metrics = (await http.get("/metrics")).text
     assert 'route="/probe/nobody/{suffix}",status="503"' in metrics
     assert suffix not in metrics.replace(f"test.nobody.{suffix}", "")
-    assert f'fieldsync_nats_request_duration_seconds_count{{outcome="ok",subject="{SUBJECT}"}}' in metrics
+    assert (
+        f'fieldsync_nats_request_duration_seconds_count{{outcome="ok",subject="{SUBJECT}"}}'
+        in metrics
+    )
     assert (
         f'fieldsync_nats_request_duration_seconds_count{{outcome="no-responders",subject="test.nobody.{suffix}"}}'
         in metrics

@@ -20,7 +20,9 @@ async def test_ready_checks_database_nats_and_redis(client: httpx.AsyncClient) -
     assert response.json()["checks"] == {"database:api": "ok", "nats": "ok", "redis": "ok"}
 
 
-async def test_ready_names_the_failed_dependency(client: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_ready_names_the_failed_dependency(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     healthy = runtime.databases["api"]
     runtime.databases["api"] = Database("postgresql://postgres@127.0.0.1:1/nowhere", name="api")
     try:

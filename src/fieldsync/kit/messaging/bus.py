@@ -52,8 +52,12 @@ class Bus:
     ) -> Bus:
         """Connect to NATS; an unreachable server raises Unavailable naming the URL."""
 
+        connected = False
+
         async def on_error(exc: Exception) -> None:
-            log.warning("nats connection error", error=str(exc))
+            # Failures of the first connect are reported once, by the exception below.
+            if connected:
+                log.warning("nats connection error", error=str(exc))
 
         try:
             client = await nats.connect(
@@ -61,14 +65,17 @@ class Bus:
                 name=name,
                 connect_timeout=connect_timeout,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                # nats-py applies this bound to the first connect too: fail fast there...
+                max_reconnect_attempts=2,
                 reconnect_time_wait=0.5,
                 error_cb=on_error,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            await asyncio.sleep(0)
             reason = str(exc) or type(exc).__name__
             raise Unavailable(f"cannot connect to NATS at {url}: {reason}") from None
+        # ...but once connected, never give up reconnecting (nats-py reads this option live).
+        client.options["max_reconnect_attempts"] = -1
+        connected = True
         return cls(client, request_timeout=request_timeout)
 
     @property
@@ -90,7 +97,28 @@ class Bus:
                 spec.subject, queue=spec.queue, cb=self._dispatcher(spec)
             )
             self._subscriptions.append(subscription)
-        await self._client.flush()
+        await self._sync_with_server()
+
+    async def _sync_with_server(self, timeout: float = 5.0) -> None:
+        """Return once the server has processed every command this client sent so far.
+
+        `flush()` is not enough: nats-py 2.16 writes its PING straight to the socket,
+        ahead of commands still queued for its flusher task (such as the SUBs `serve`
+        just sent), so it can return before the server knows the subscriptions and
+        the first requests get "no responders". A message to our own inbox travels
+        through the same ordered queue as those SUBs, so its echo proves they arrived.
+        """
+        inbox = self._client.new_inbox()
+        probe = await self._client.subscribe(inbox)
+        try:
+            await self._client.publish(inbox, b"")
+            await probe.next_msg(timeout=timeout)
+        except nats.errors.Error as exc:
+            reason = str(exc) or type(exc).__name__
+            raise Unavailable(f"NATS did not confirm the subscriptions: {reason}") from None
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await probe.unsubscribe()
 
     def _dispatcher(self, spec: HandlerSpec) -> Any:
         slots = asyncio.Semaphore(spec.max_in_flight)
@@ -191,14 +219,24 @@ class Bus:
         headers = {context.REQUEST_ID_HEADER: bound["request_id"]} if bound else None
         await self._client.publish(subject, payload.model_dump_json().encode(), headers=headers)
 
-    async def close(self) -> None:
-        """Stop taking requests, let running handlers finish, and close the connection."""
-        for subscription in self._subscriptions:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
-        self._subscriptions.clear()
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop taking requests, answer those already received, and close the connection.
+
+        Subscriptions are drained rather than unsubscribed: requests NATS delivered to
+        this process before it stopped listening (queued behind `max_in_flight`, or in
+        flight on the socket) still get a handler and a reply, instead of leaving their
+        callers to time out. Draining and running handlers share `grace` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        subscriptions, self._subscriptions = self._subscriptions, []
+        if subscriptions and not self._client.is_closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    drains = [sub.drain() for sub in subscriptions]  # type: ignore[no-untyped-call]
+                    await asyncio.gather(*drains, return_exceptions=True)
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=10)
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - loop.time()))
         if not self._client.is_closed:
             try:
                 await self._client.drain()

@@ -127,7 +127,9 @@ class PullConsumer:
         """Up to `batch` messages; an empty list when none arrive within `timeout`."""
         try:
             messages = await self._subscription.fetch(batch, timeout=timeout)
-        except nats.errors.TimeoutError:
+        except TimeoutError:
+            # Not only nats.errors.TimeoutError: nats-py's multi-message fetch also raises
+            # a bare asyncio.TimeoutError (the builtin TimeoutError) when it runs out of time.
             return []
         return [DurableMessage(message) for message in messages]
 
@@ -182,6 +184,13 @@ class JetStream:
             headers[context.REQUEST_ID_HEADER] = bound["request_id"]
         try:
             ack = await self._context.publish(subject, data, timeout=timeout, headers=headers)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+        except (
+            # nats-py reports "no stream listens on this subject" as NoStreamResponseError.
+            nats.js.errors.NoStreamResponseError,
+            nats.errors.NoRespondersError,
+            nats.errors.TimeoutError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,
+        ) as exc:
             raise Unavailable(f"JetStream did not store {subject}: {type(exc).__name__}") from None
         return Acknowledged(stream=ack.stream, sequence=ack.seq, duplicate=bool(ack.duplicate))
