@@ -21,6 +21,7 @@ from fieldsync.kit.http.app import create_app
 from fieldsync.kit.logging import configure_logging
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Endpoints, Runtime
+from fieldsync.kit.security.keys import ensure_signing_key
 from fieldsync.kit.settings import LogFormat, Settings
 from tests import servers
 
@@ -68,10 +69,31 @@ async def redis_url() -> AsyncIterator[str]:
     await client.aclose()
 
 
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Ed25519 signing key for the run, as `fieldsync up` generates it."""
+    return ensure_signing_key(tmp_path_factory.mktemp("keys"))
+
+
+# argon2id at OWASP's floor: the tests sign many users in, and the cost under test is
+# the algorithm's, not the parameters'.
+FAST_PASSWORD_HASHING = {
+    "password_hash_memory_kib": 19456,
+    "password_hash_time_cost": 2,
+    "password_hash_parallelism": 1,
+}
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, signing_key_file: Path) -> Settings:
     """Settings for an in-test runtime (URLs come from the fixtures, not the environment)."""
-    return Settings(data_dir=tmp_path, node_lease_seconds=30, max_body_bytes=64 * 1024)
+    return Settings(
+        data_dir=tmp_path,
+        node_lease_seconds=30,
+        max_body_bytes=64 * 1024,
+        jwt_private_key_file=signing_key_file,
+        **FAST_PASSWORD_HASHING,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

@@ -182,10 +182,23 @@ def test_run_without_configuration_names_what_is_missing() -> None:
     assert "FIELDSYNC_API_DATABASE_URL" in line
 
 
-def test_unreachable_nats_fails_with_one_line(api_database_url: str) -> None:
+def test_run_api_without_a_signing_key_names_the_variable(
+    nats_server: NatsEndpoints, api_database_url: str
+) -> None:
+    env = clean_env(FIELDSYNC_NATS_URL=nats_server.url, FIELDSYNC_API_DATABASE_URL=api_database_url)
+    code, line = one_line_failure(["run", "api"], env)
+    assert code == 1
+    assert "FIELDSYNC_JWT_PRIVATE_KEY_FILE is required" in line
+
+
+def test_unreachable_nats_fails_with_one_line(
+    api_database_url: str, signing_key_file: Path
+) -> None:
     unused = free_port()
     env = clean_env(
-        FIELDSYNC_NATS_URL=f"nats://127.0.0.1:{unused}", FIELDSYNC_API_DATABASE_URL=api_database_url
+        FIELDSYNC_NATS_URL=f"nats://127.0.0.1:{unused}",
+        FIELDSYNC_API_DATABASE_URL=api_database_url,
+        FIELDSYNC_JWT_PRIVATE_KEY_FILE=str(signing_key_file),
     )
     code, line = one_line_failure(["run", "api"], env)
     assert code == 1
@@ -193,9 +206,13 @@ def test_unreachable_nats_fails_with_one_line(api_database_url: str) -> None:
 
 
 def test_run_refuses_nats_it_cannot_verify(
-    nats_server: NatsEndpoints, api_database_url: str
+    nats_server: NatsEndpoints, api_database_url: str, signing_key_file: Path
 ) -> None:
-    env = clean_env(FIELDSYNC_NATS_URL=nats_server.url, FIELDSYNC_API_DATABASE_URL=api_database_url)
+    env = clean_env(
+        FIELDSYNC_NATS_URL=nats_server.url,
+        FIELDSYNC_API_DATABASE_URL=api_database_url,
+        FIELDSYNC_JWT_PRIVATE_KEY_FILE=str(signing_key_file),
+    )
     code, line = one_line_failure(["run", "api"], env)
     assert code == 1
     assert "FIELDSYNC_NATS_MONITOR_URL" in line
@@ -203,10 +220,11 @@ def test_run_refuses_nats_it_cannot_verify(
 
 
 def test_run_serves_one_service_against_configured_servers(
-    nats_server: NatsEndpoints, api_database_url: str
+    nats_server: NatsEndpoints, api_database_url: str, signing_key_file: Path
 ) -> None:
     port = free_port()
     env = clean_env(
+        FIELDSYNC_JWT_PRIVATE_KEY_FILE=str(signing_key_file),
         FIELDSYNC_NATS_URL=nats_server.url,
         FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
         FIELDSYNC_API_DATABASE_URL=api_database_url,

@@ -17,6 +17,7 @@ from fieldsync import serving
 from fieldsync.kit.embedded.stack import EmbeddedStack
 from fieldsync.kit.logging import configure_logging
 from fieldsync.kit.runtime import Endpoints, StartupError
+from fieldsync.kit.security.keys import ensure_signing_key
 from fieldsync.kit.settings import LogFormat, Settings, SettingsError, load_settings
 from fieldsync.services import SERVICES, resolve
 
@@ -84,6 +85,10 @@ def up(
     if port is not None:
         overrides["http_port"] = port
     settings = settings_or_fail(**overrides)
+    if settings.jwt_private_key_file is None:
+        # Embedded mode: a signing key generated once and kept with the data.
+        key_file = ensure_signing_key(settings.data_dir / "keys")
+        settings = settings.model_copy(update={"jwt_private_key_file": key_file})
     configure_logging(settings.log_format, settings.log_level)
     services = resolve(None)
     signal.signal(signal.SIGTERM, _terminate_gracefully)

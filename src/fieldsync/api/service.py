@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from fieldsync.api import schema
+from fieldsync.api.audit.endpoints import router as audit_router
+from fieldsync.api.auth.endpoints import router as auth_router
+from fieldsync.api.users.endpoints import router as users_router
 from fieldsync.kit.service import ServiceSpec
 
-SERVICE = ServiceSpec(name="api", migrations="fieldsync.api:migrations")
+assert schema.Base is not None  # every model is mapped before the first query
+
+SERVICE = ServiceSpec(
+    name="api",
+    migrations="fieldsync.api:migrations",
+    http_routers=(auth_router, users_router, audit_router),
+    signs_tokens=True,
+)

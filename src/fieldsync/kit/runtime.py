@@ -20,6 +20,9 @@ from fieldsync.kit.ids.lease import LeasedIds
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.messaging.safety import UnsafeNats, verify_nats_durability
+from fieldsync.kit.ratelimit import RateLimiter
+from fieldsync.kit.security.keys import KeyFileError, load_signing_key, load_verification_key
+from fieldsync.kit.security.tokens import TokenSettings, TokenSigner, TokenVerifier
 from fieldsync.kit.service import ServiceSpec
 from fieldsync.kit.settings import Settings
 
@@ -83,6 +86,11 @@ class Runtime:
         self._bus: Bus | None = None
         self.redis: Redis | None = None
         self._background: list[asyncio.Task[None]] = []
+        self.rate_limiter = RateLimiter.create(endpoints.redis_url)
+        # Per-process singletons a service builds lazily (e.g. the api's password hasher).
+        self.resources: dict[str, object] = {}
+        self.token_signer: TokenSigner | None = None
+        self.token_verifier: TokenVerifier | None = None
 
     @property
     def bus(self) -> Bus:
@@ -91,9 +99,38 @@ class Runtime:
             raise RuntimeError("Runtime.start() was not awaited")
         return self._bus
 
+    def _load_keys(self) -> None:
+        settings = self.settings
+        token_settings = TokenSettings(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            lifetime_seconds=settings.access_token_minutes * 60,
+        )
+        needs_signer = any(spec.signs_tokens for spec in self.services)
+        try:
+            verification_keys = [
+                load_verification_key(path) for path in settings.jwt_public_key_files
+            ]
+            if settings.jwt_private_key_file is not None:
+                signing_key = load_signing_key(settings.jwt_private_key_file)
+                self.token_signer = TokenSigner(signing_key, token_settings)
+                verification_keys.insert(0, signing_key.verification)
+        except KeyFileError as exc:
+            raise StartupError(
+                f"{exc} (check FIELDSYNC_JWT_PRIVATE_KEY_FILE / _PUBLIC_KEY_FILES)"
+            ) from None
+        if needs_signer and self.token_signer is None:
+            raise StartupError(
+                "FIELDSYNC_JWT_PRIVATE_KEY_FILE is required: the api service signs access tokens "
+                "(an Ed25519 private key in PEM; `fieldsync up` generates one)"
+            )
+        if verification_keys:
+            self.token_verifier = TokenVerifier(verification_keys, token_settings)
+
     async def start(self) -> None:
         """Connect everything, verify NATS durability, lease node ids, serve handlers."""
         names = ", ".join(spec.name for spec in self.services)
+        self._load_keys()
         try:
             self._bus = await Bus.connect(
                 self.endpoints.nats_url,

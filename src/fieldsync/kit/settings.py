@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AnyUrl, Field, PostgresDsn, UrlConstraints, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "FIELDSYNC_"
 
@@ -48,6 +48,26 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.JSON
     log_level: str = "info"
 
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    jwt_issuer: str = Field(default="fieldsync", min_length=1)
+    jwt_audience: str = Field(default="fieldsync", min_length=1)
+    access_token_minutes: int = Field(default=15, ge=1, le=60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    refresh_reuse_grace_seconds: float = Field(default=5, ge=0, le=10)
+
+    # Floors are OWASP's minimum for argon2id (19 MiB, 2 passes); the default is
+    # RFC 9106's low-memory profile.
+    password_hash_memory_kib: int = Field(default=65536, ge=19456, le=4_194_304)
+    password_hash_time_cost: int = Field(default=3, ge=2, le=20)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_ip: str = "500/second;20000/minute"
+    rate_limit_per_user: str = "500/second;20000/minute"
+    rate_limit_auth_per_ip: str = "60/minute"
+    rate_limit_failed_logins_per_account: str = "10/minute"
+
     node_lease_seconds: int = Field(default=30, ge=5, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     db_pool_size: int = Field(default=10, ge=1, le=200)
@@ -59,6 +79,37 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"must be one of {', '.join(sorted(levels))}")
         return value.lower()
+
+    @field_validator("cors_origins", "jwt_public_key_files", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator(
+        "rate_limit_per_ip",
+        "rate_limit_per_user",
+        "rate_limit_auth_per_ip",
+        "rate_limit_failed_logins_per_account",
+    )
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must look like '10/minute' or '5/second;100/hour'") from None
+        return value
 
     def database_url(self, service: str) -> str | None:
         """The configured database URL of `service`, or None when it is not set."""

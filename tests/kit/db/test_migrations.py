@@ -35,6 +35,17 @@ async def query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         await engine.dispose()
 
 
+API_TABLES = {
+    "alembic_version",
+    "node_leases",
+    "organizations",
+    "users",
+    "auth_sessions",
+    "refresh_tokens",
+    "audit_events",
+}
+
+
 async def tables(url: str) -> set[str]:
     rows = await query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {name for (name,) in rows}
@@ -81,7 +92,7 @@ def environment_without_fieldsync(**extra: str) -> dict[str, str]:
 
 
 def test_the_api_history_has_one_head() -> None:
-    assert current_heads(API_MIGRATIONS) == ("0001",)
+    assert current_heads(API_MIGRATIONS) == ("0002",)
 
 
 async def test_upgrade_creates_node_leases_and_stamps_the_head(new_database: NewDatabase) -> None:
@@ -90,7 +101,7 @@ async def test_upgrade_creates_node_leases_and_stamps_the_head(new_database: New
 
     await upgrade_async(API_MIGRATIONS, url)
 
-    assert await tables(url) == {"alembic_version", "node_leases"}
+    assert await tables(url) == API_TABLES
     assert await stamped(url) == set(current_heads(API_MIGRATIONS))
     columns = await query(
         url,
@@ -123,7 +134,7 @@ async def test_upgrading_twice_changes_nothing(new_database: NewDatabase) -> Non
     await upgrade_async(API_MIGRATIONS, url)
 
     assert await stamped(url) == set(current_heads(API_MIGRATIONS))
-    assert await tables(url) == {"alembic_version", "node_leases"}
+    assert await tables(url) == API_TABLES
     assert await query(url, "SELECT node_id, holder FROM node_leases") == [(3, "kept")]
 
 
@@ -135,7 +146,7 @@ async def test_cli_migrate_api_migrates_the_configured_database(new_database: Ne
     assert code == 0, stderr
     assert "migrated: api" in stdout
     assert "Traceback" not in stderr
-    assert await tables(url) == {"alembic_version", "node_leases"}
+    assert await tables(url) == API_TABLES
     assert await stamped(url) == set(current_heads(API_MIGRATIONS))
 
 

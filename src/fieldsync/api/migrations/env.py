@@ -1,6 +1,6 @@
 """Alembic environment of the api database."""
 
-from fieldsync.api.models import Base
+from fieldsync.api.schema import Base
 from fieldsync.kit.db.migrations import run_env
 
 run_env(Base.metadata)

@@ -8,13 +8,14 @@ route template, and writes one access log line.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fieldsync.kit import context
-from fieldsync.kit.errors import FieldsyncError, PayloadTooLarge
+from fieldsync.kit.errors import FieldsyncError, PayloadTooLarge, TooManyRequests
 from fieldsync.kit.http.problems import PROBLEM_CONTENT_TYPE
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -26,12 +27,47 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class EdgeMiddleware:
-    """Request id, body cap, metrics and access log for every HTTP request."""
+# Swagger UI (FastAPI's /docs) loads its script and style from jsDelivr and runs one
+# inline script; every other response is data and may load nothing at all.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# Probes and scrapers are not rate limited: a busy monitor must not take a replica out.
+UNLIMITED_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+IpLimit = Callable[[str], Awaitable[None]]
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """Headers every response carries; HSTS only when served over https."""
+    path = scope.get("path", "")
+    csp = DOCS_CSP if path in ("/docs", "/docs/oauth2-redirect") else API_CSP
+    headers = [*SECURITY_HEADERS, (b"content-security-policy", csp.encode())]
+    if scope.get("scheme") == "https":
+        headers.append(HSTS)
+    return headers
+
+
+class EdgeMiddleware:
+    """Request id, security headers, per-IP limit, body cap, metrics and access log."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, ip_limit: IpLimit | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.ip_limit = ip_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +88,16 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+
+        client = scope.get("client")
+        if self.ip_limit is not None and scope.get("path") not in UNLIMITED_PATHS:
+            try:
+                await self.ip_limit(client[0] if client else "unknown")
+            except TooManyRequests as exc:
+                status = 429
+                await self._send_problem(send, exc, request_id, scope)
+                self._record(scope, status, started)
+                return
 
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -82,6 +128,7 @@ class EdgeMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    *security_headers(scope),
                 ]
             await send(message)
 
@@ -110,17 +157,15 @@ class EdgeMiddleware:
         send: Send, error: FieldsyncError, request_id: str, scope: Scope
     ) -> None:
         body = orjson.dumps(error.to_problem(instance=scope.get("path")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *security_headers(scope),
+        ]
+        if isinstance(error, TooManyRequests):
+            headers.append((b"retry-after", str(error.retry_after).encode()))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""audit feature of the api service."""

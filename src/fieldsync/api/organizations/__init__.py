@@ -1,0 +1,1 @@
+"""organizations feature of the api service."""

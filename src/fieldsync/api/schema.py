@@ -1,0 +1,17 @@
+"""Every model of the api database, imported so Alembic and the ORM see them all."""
+
+from fieldsync.api.audit.models import AuditEvent
+from fieldsync.api.auth.models import AuthSession, RefreshToken
+from fieldsync.api.models import Base, node_leases
+from fieldsync.api.organizations.models import Organization
+from fieldsync.api.users.models import User
+
+__all__ = [
+    "AuditEvent",
+    "AuthSession",
+    "Base",
+    "Organization",
+    "RefreshToken",
+    "User",
+    "node_leases",
+]

@@ -1,0 +1,1 @@
+"""users feature of the api service."""

@@ -1,0 +1,1 @@
+"""Access tokens (EdDSA JWTs) and the keys that sign and verify them."""

@@ -1,0 +1,110 @@
+"""Access tokens: short-lived EdDSA JWTs that any service verifies with the public key.
+
+Verification pins everything an attacker could bend: the algorithm (EdDSA only, so
+`alg: none` and HMAC-with-the-public-key tokens fail), the header `typ` (`at+jwt`,
+RFC 9068, so no other JWT passes as an access token), the `kid` (only known keys),
+and the `iss`, `aud`, `exp`, `nbf` and `iat` claims, all required.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from fieldsync.contracts.identity import Caller, Role
+from fieldsync.kit.errors import Unauthorized
+from fieldsync.kit.security.keys import SigningKey, VerificationKey
+
+ALGORITHM = "EdDSA"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT `typ` of access tokens
+REQUIRED_CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "sub", "org", "role", "sid", "jti"]
+# Clock skew tolerated between the signer and verifiers.
+LEEWAY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Issuer, audience and lifetime shared by signer and verifiers."""
+
+    issuer: str
+    audience: str
+    lifetime_seconds: int
+
+
+class TokenSigner:
+    """Issues access tokens (api service only: it alone holds the private key)."""
+
+    def __init__(self, key: SigningKey, settings: TokenSettings) -> None:
+        self._key = key
+        self._settings = settings
+
+    @property
+    def lifetime_seconds(self) -> int:
+        """How long an access token lives."""
+        return self._settings.lifetime_seconds
+
+    def issue(self, caller: Caller, *, now: float | None = None) -> str:
+        """A signed access token for `caller`."""
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self._settings.issuer,
+            "aud": self._settings.audience,
+            "sub": str(caller.user_id),
+            "org": str(caller.organization_id),
+            "role": caller.role.value,
+            "sid": str(caller.session_id),
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self._settings.lifetime_seconds,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self._key.key_id, "typ": ACCESS_TOKEN_TYPE}
+        return jwt.encode(claims, self._key.private_key, algorithm=ALGORITHM, headers=headers)
+
+
+class TokenVerifier:
+    """Checks access tokens with public keys only."""
+
+    def __init__(self, keys: list[VerificationKey], settings: TokenSettings) -> None:
+        self._keys: Mapping[str, VerificationKey] = {key.key_id: key for key in keys}
+        self._settings = settings
+
+    def verify(self, token: str) -> Caller:
+        """The caller named by a valid token; any defect raises Unauthorized."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("malformed access token") from None
+        if header.get("alg") != ALGORITHM or header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise Unauthorized("not an access token")
+        key = self._keys.get(str(header.get("kid")))
+        if key is None:
+            raise Unauthorized("access token signed with an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[ALGORITHM],
+                audience=self._settings.audience,
+                issuer=self._settings.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": REQUIRED_CLAIMS, "verify_iat": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("access token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid access token") from None
+        try:
+            return Caller(
+                user_id=uuid.UUID(claims["sub"]),
+                organization_id=uuid.UUID(claims["org"]),
+                role=Role(claims["role"]),
+                session_id=uuid.UUID(claims["sid"]),
+            )
+        except (ValueError, TypeError):
+            raise Unauthorized("invalid access token claims") from None
