@@ -92,6 +92,11 @@ def settings(tmp_path: Path, signing_key_file: Path) -> Settings:
         node_lease_seconds=30,
         max_body_bytes=64 * 1024,
         jwt_private_key_file=signing_key_file,
+        redis_key_prefix=servers.RUN_TAG,
+        # Generous limits: every test signs in from 127.0.0.1. Rate-limit tests tighten them.
+        rate_limit_per_ip="100000/minute",
+        rate_limit_per_user="100000/minute",
+        rate_limit_auth_per_ip="100000/minute",
         **FAST_PASSWORD_HASHING,  # type: ignore[arg-type]
     )
 

@@ -24,17 +24,17 @@ def parse_limits(value: str) -> list[RateLimitItem]:
 class RateLimiter:
     """Named limits over one storage; keys are namespaced per process family."""
 
-    def __init__(self, storage: Storage, *, namespace: str = "fieldsync") -> None:
+    def __init__(self, storage: Storage, *, namespace: str = "ratelimit") -> None:
         self._storage = storage
         self._strategy = SlidingWindowCounterRateLimiter(storage)
         self._namespace = namespace
 
     @classmethod
-    def create(cls, redis_url: str | None, *, namespace: str = "fieldsync") -> RateLimiter:
+    def create(cls, redis_url: str | None, *, key_prefix: str = "fieldsync") -> RateLimiter:
         """Redis-backed when `redis_url` is set (shared by every replica), else in-process."""
         if redis_url is None:
-            return cls(MemoryStorage(), namespace=namespace)
-        return cls(RedisStorage(f"async+{redis_url}"), namespace=namespace)
+            return cls(MemoryStorage())
+        return cls(RedisStorage(f"async+{redis_url}", key_prefix=key_prefix))
 
     async def hit(self, limits: list[RateLimitItem], *key: str) -> None:
         """Count one request against every limit; raises TooManyRequests when one is over."""

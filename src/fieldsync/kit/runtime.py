@@ -86,7 +86,9 @@ class Runtime:
         self._bus: Bus | None = None
         self.redis: Redis | None = None
         self._background: list[asyncio.Task[None]] = []
-        self.rate_limiter = RateLimiter.create(endpoints.redis_url)
+        self.rate_limiter = RateLimiter.create(
+            endpoints.redis_url, key_prefix=settings.redis_key_prefix
+        )
         # Per-process singletons a service builds lazily (e.g. the api's password hasher).
         self.resources: dict[str, object] = {}
         self.token_signer: TokenSigner | None = None

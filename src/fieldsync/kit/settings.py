@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     nats_request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
 
     redis_url: RedisDsn | None = None
+    # Every Redis key fieldsync writes starts with this, so deployments can share a Redis.
+    redis_key_prefix: str = Field(default="fieldsync", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
     log_format: LogFormat = LogFormat.JSON
     log_level: str = "info"

@@ -8,7 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from fieldsync.kit.validation import Name
+
+from fieldsync.api.auth.passwords import MAX_LENGTH, MIN_LENGTH
+
 Password = Field(min_length=1, max_length=128)
+# A password being set: the schema states the length policy (common ones are refused too).
+NewPassword = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
 
 class Strict(BaseModel):
@@ -21,9 +27,9 @@ class RegisterIn(Strict):
     """Sign up: a new organization with this user as its admin."""
 
     email: EmailStr = Field(max_length=320)
-    password: str = Password
-    name: str = Field(min_length=1, max_length=200)
-    organization_name: str = Field(min_length=1, max_length=200)
+    password: str = NewPassword
+    name: Name
+    organization_name: Name
 
 
 class LoginIn(Strict):

@@ -7,7 +7,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, EmailStr, Field
 
-from fieldsync.api.auth.schemas import Password, Strict
+from fieldsync.kit.validation import Name
+
+from fieldsync.api.auth.passwords import MAX_LENGTH, MIN_LENGTH
+from fieldsync.api.auth.schemas import NewPassword, Strict
 from fieldsync.api.users.models import UserStatus
 from fieldsync.contracts.identity import Role
 
@@ -37,15 +40,15 @@ class UserCreate(Strict):
     """An admin adds a user to their organization."""
 
     email: EmailStr = Field(max_length=320)
-    password: str = Password
-    name: str = Field(min_length=1, max_length=200)
+    password: str = NewPassword
+    name: Name
     role: Role
 
 
 class UserUpdate(Strict):
     """An admin changes a user; `version` (optional) guards against lost updates."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     role: Role | None = None
     status: UserStatus | None = None
     version: int | None = Field(default=None, ge=1)
@@ -54,6 +57,6 @@ class UserUpdate(Strict):
 class MeUpdate(Strict):
     """A user changes their own name or password (the current password is required)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     current_password: str | None = Field(default=None, min_length=1, max_length=128)
-    new_password: str | None = Field(default=None, min_length=1, max_length=128)
+    new_password: str | None = Field(default=None, min_length=MIN_LENGTH, max_length=MAX_LENGTH)

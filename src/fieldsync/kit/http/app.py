@@ -8,6 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 import fieldsync
 from fieldsync.kit.http.health import router as health_router
 from fieldsync.kit.http.middleware import EdgeMiddleware
+from fieldsync.kit.http.openapi import install_problem_openapi
 from fieldsync.kit.http.problems import install_problem_handlers
 from fieldsync.kit.ratelimit import parse_limits
 from fieldsync.kit.runtime import Runtime
@@ -30,6 +31,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    install_problem_openapi(app)
     app.include_router(health_router)
     for spec in runtime.services:
         for router in spec.http_routers:
