@@ -59,7 +59,8 @@ def banner(settings: Settings, data_dir: Path) -> str:
             f"  API docs   {base}/docs",
             f"  health     {base}/health/ready",
             f"  data       {data_dir.resolve()}",
-            "  log in     no users yet: accounts arrive with the identity service",
+            f"  sign up    POST {base}/api/v1/auth/register (or 'Try it out' in the docs),",
+            "             then Authorize in the docs with your email and password",
             "  stop       Ctrl-C",
             "",
         ]

@@ -8,9 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from fieldsync.kit.validation import Name
-
 from fieldsync.api.auth.passwords import MAX_LENGTH, MIN_LENGTH
+from fieldsync.kit.validation import Name
 
 Password = Field(min_length=1, max_length=128)
 # A password being set: the schema states the length policy (common ones are refused too).

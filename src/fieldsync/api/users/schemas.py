@@ -7,12 +7,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, EmailStr, Field
 
-from fieldsync.kit.validation import Name
-
 from fieldsync.api.auth.passwords import MAX_LENGTH, MIN_LENGTH
 from fieldsync.api.auth.schemas import NewPassword, Strict
 from fieldsync.api.users.models import UserStatus
 from fieldsync.contracts.identity import Role
+from fieldsync.kit.validation import Name
 
 
 class UserOut(BaseModel):

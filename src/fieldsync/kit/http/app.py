@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import fieldsync
+from fieldsync.kit.http.docs import install_docs
 from fieldsync.kit.http.health import router as health_router
 from fieldsync.kit.http.middleware import EdgeMiddleware
 from fieldsync.kit.http.openapi import install_problem_openapi
@@ -25,13 +26,14 @@ def create_app(runtime: Runtime) -> FastAPI:
         title="fieldsync",
         version=fieldsync.__version__,
         summary="Offline-first sync backend for field apps",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
     install_problem_openapi(app)
+    install_docs(app, openapi_url="/openapi.json")
     app.include_router(health_router)
     for spec in runtime.services:
         for router in spec.http_routers:

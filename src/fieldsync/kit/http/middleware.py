@@ -27,13 +27,13 @@ class _BodyTooLarge(Exception):
     pass
 
 
-# Swagger UI (FastAPI's /docs) loads its script and style from jsDelivr and runs one
-# inline script; every other response is data and may load nothing at all.
+# Swagger UI (/docs) runs one inline script and loads its bundled assets from this
+# server; every other response is data and may load nothing at all.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
 )
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
