@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from fieldsync.kit.embedded.nats import NatsEndpoints, free_port
 from tests.api.conftest import STRONG_PASSWORD
