@@ -1,15 +1,69 @@
-"""Fixtures for the api service: signed-up organizations and their users."""
+"""Fixtures for the api service: signed-up organizations and their users.
+
+A test (or a whole module, through `pytestmark`) can run its runtime with other
+settings by marking it `@pytest.mark.settings(rate_limit_per_user="5/minute", ...)`.
+"""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+from fieldsync.kit.http.app import create_app
+from fieldsync.kit.runtime import Runtime
+from fieldsync.kit.settings import Settings
+
 STRONG_PASSWORD = "correct horse battery staple 42"
+PROBLEM_JSON = "application/problem+json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "settings(**overrides): run the test's runtime with these settings changed"
+    )
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The run's settings, changed by the closest `settings` marker (validated again)."""
+    marker = request.node.get_closest_marker("settings")
+    if marker is None:
+        return settings
+    return Settings.model_validate({**settings.model_dump(), **marker.kwargs})
+
+
+def random_ip() -> str:
+    """A client address no other test uses, so per-IP counters start at zero."""
+    return "10." + ".".join(str(secrets.randbelow(254) + 1) for _ in range(3))
+
+
+MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(runtime: Runtime) -> AsyncIterator[MakeClient]:
+    """Open more clients of the same app: from another address, or over https."""
+    opened: list[httpx.AsyncClient] = []
+    app = create_app(runtime)
+
+    async def open_client(
+        ip: str | None = None, base_url: str = "http://fieldsync.test"
+    ) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(ip or random_ip(), 40000))
+        http = httpx.AsyncClient(transport=transport, base_url=base_url)
+        opened.append(http)
+        return http
+
+    yield open_client
+    for http in opened:
+        await http.aclose()
 
 
 @dataclass
@@ -26,10 +80,78 @@ class Account:
         """The Authorization header of this account."""
         return {"Authorization": f"Bearer {self.access_token}"}
 
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The access token's claims (read without verifying: the test issued it)."""
+        claims: dict[str, Any] = jwt.decode(self.access_token, options={"verify_signature": False})
+        return claims
+
+    @property
+    def user_id(self) -> str:
+        """The user's public id."""
+        return str(uuid.UUID(self.claims["sub"]))
+
+    @property
+    def session_id(self) -> str:
+        """The public id of the session these tokens belong to."""
+        return str(uuid.UUID(self.claims["sid"]))
+
 
 def unique_email(prefix: str = "user") -> str:
     """An email no other test uses."""
     return f"{prefix}-{secrets.token_hex(6)}@example.com"
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    """An Authorization header for a raw access token."""
+    return {"Authorization": f"Bearer {access_token}"}
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    """POST /auth/login."""
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+async def sign_in(client: httpx.AsyncClient, account: Account) -> Account:
+    """Another session of `account` (as from a second device)."""
+    response = await login(client, account.email, account.password)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return Account(account.email, account.password, body["access_token"], body["refresh_token"])
+
+
+async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    """POST /auth/refresh."""
+    return await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def audit_events(
+    client: httpx.AsyncClient, admin: Account, *, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Every audit event the admin's organization can see (all pages), newest first."""
+    events: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await client.get("/api/v1/audit", params=params, headers=admin.auth)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        events.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return events
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with `status`; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:fieldsync:problem:")
+    return body
 
 
 Register = Callable[..., Awaitable[Account]]
@@ -72,11 +194,9 @@ def create_user(client: httpx.AsyncClient) -> CreateUser:
             headers=admin.auth,
         )
         assert created.status_code == 201, created.text
-        login = await client.post(
-            "/api/v1/auth/login", json={"email": address, "password": password}
-        )
-        assert login.status_code == 200, login.text
-        body = login.json()
+        response = await login(client, address, password)
+        assert response.status_code == 200, response.text
+        body = response.json()
         return Account(address, password, body["access_token"], body["refresh_token"])
 
     return add

@@ -61,11 +61,15 @@ class BadRequest(FieldsyncError):
 
 
 class Unauthorized(FieldsyncError):
-    """No valid credentials."""
+    """No valid credentials; `challenge` is the RFC 6750 `WWW-Authenticate` value."""
 
     code = "unauthorized"
     status = 401
     title = "Unauthorized"
+
+    def __init__(self, detail: str | None = None, *, challenge: str = "Bearer", **extensions: Any):
+        super().__init__(detail, **extensions)
+        self.challenge = challenge
 
 
 class Forbidden(FieldsyncError):

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Query
 from fieldsync.api.audit import service as audit
 from fieldsync.api.audit.schemas import AuditEventOut, AuditPage
 from fieldsync.api.deps import ApiSession, RuntimeDep
-from fieldsync.api.organizations.repository import OrganizationRepository
-from fieldsync.kit.errors import Unauthorized
+from fieldsync.api.users.service import acting_admin
 from fieldsync.kit.http.auth import AdminCaller
 from fieldsync.kit.pagination import PageRequest
 
@@ -27,9 +26,7 @@ async def list_events(
 ) -> AuditPage:
     """Security events of your organization, newest first (admin)."""
     ids = runtime.ids["api"]
-    organization = await OrganizationRepository(session, ids).get_by_uuid(caller.organization_id)
-    if organization is None:
-        raise Unauthorized("the organization no longer exists")
+    organization = await acting_admin(session, ids, caller)
     page = await audit.page(
         session=session,
         ids=ids,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from fieldsync.api.auth.models import AuthSession, RefreshToken
 from fieldsync.kit.db.repository import Repository
@@ -93,11 +92,14 @@ class RefreshTokenRepository:
         )
         return found
 
-    async def retire_unused(self, session_id: int, at: datetime) -> None:
-        """Mark every still-unused token of a session as used (superseded)."""
+    async def discard_unused(self, session_id: int) -> None:
+        """Delete every still-unused token of a session: superseded before anyone used it.
+
+        Deleted rather than marked used, so presenting one later is an unknown token
+        (refused) and neither counts as a retry within the reuse grace nor as reuse.
+        """
         await self.session.execute(
-            update(RefreshToken)
+            delete(RefreshToken)
             .where(RefreshToken.session_id == session_id, RefreshToken.rotated_at.is_(None))
-            .values(rotated_at=at)
             .execution_options(synchronize_session=False)
         )

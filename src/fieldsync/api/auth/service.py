@@ -4,7 +4,8 @@ Refresh tokens are 256-bit random strings; only their SHA-256 is stored. Every u
 rotates the token. Presenting a token that was already rotated means it leaked (or a
 response was lost): within `refresh_reuse_grace_seconds` of its rotation it is
 treated as a lost response and answered with a fresh pair (the pair issued moments
-ago is retired); after that, the whole session family is revoked.
+ago is discarded, so its refresh token is refused); after that, the whole session
+family is revoked.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ class AuthService:
             if now - token.rotated_at > grace:
                 await self._revoke_family(auth_session, user)
                 raise Unauthorized(INVALID_REFRESH)
-            # A retry after a lost response: retire the pair issued moments ago.
-            await self.tokens.retire_unused(auth_session.id, now)
+            # A retry after a lost response: the pair issued moments ago never arrived, so
+            # its refresh token is discarded (presenting it later is simply refused).
+            await self.tokens.discard_unused(auth_session.id)
         else:
             token.rotated_at = now
         organization = None if user is None else await self.organizations.get(user.organization_id)

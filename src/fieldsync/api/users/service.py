@@ -19,9 +19,31 @@ from fieldsync.api.users.models import User, UserStatus
 from fieldsync.api.users.repository import UserRepository
 from fieldsync.api.users.schemas import MeUpdate, UserCreate, UserUpdate
 from fieldsync.contracts.identity import Caller, Role
-from fieldsync.kit.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from fieldsync.kit.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.kit.runtime import Runtime
+
+
+async def acting_admin(
+    session: AsyncSession, ids: SnowflakeGenerator, caller: Caller
+) -> Organization:
+    """The caller's organization, once the database confirms they are still an active admin.
+
+    The role in an access token is as old as the token: an admin who was disabled,
+    deleted or demoted since must not keep managing users (say, creating another
+    admin, or disabling the admin who disabled them) until the token expires. 401 for
+    an account that may no longer act, 403 for one that lost the admin role.
+    """
+    organization = await OrganizationRepository(session, ids).get_by_uuid(caller.organization_id)
+    if organization is None:
+        raise Unauthorized("the organization no longer exists")
+    acting = await UserRepository(session, ids).get_in_organization(organization.id, caller.user_id)
+    if acting is None or acting.status != UserStatus.ACTIVE:
+        raise Unauthorized("the account is no longer active")
+    if acting.role != Role.ADMIN:
+        raise Forbidden("requires the admin role")
+    return organization
 
 
 @dataclass
@@ -45,6 +67,10 @@ class UserService:
         if organization is None:
             raise Unauthorized("the organization no longer exists")
         return organization
+
+    async def acting_admin(self, caller: Caller) -> Organization:
+        """The caller's organization, once the database confirms they are still an admin."""
+        return await acting_admin(self.session, self.ids, caller)
 
     async def me(self, caller: Caller) -> tuple[User, Organization]:
         """The caller's own account."""
@@ -86,12 +112,12 @@ class UserService:
 
     async def list(self, caller: Caller, request: PageRequest) -> tuple[Page[User], Organization]:
         """The organization's users."""
-        organization = await self.organization_of(caller)
+        organization = await self.acting_admin(caller)
         return await self.users.page_in_organization(organization.id, request), organization
 
     async def create(self, caller: Caller, new: UserCreate) -> tuple[User, Organization]:
         """Add a user to the caller's organization."""
-        organization = await self.organization_of(caller)
+        organization = await self.acting_admin(caller)
         check_policy(new.password, email=new.email)
         if await self.users.email_taken(new.email):
             raise Conflict("an account with this email already exists")
@@ -111,7 +137,7 @@ class UserService:
 
     async def get(self, caller: Caller, user_id: uuid.UUID) -> tuple[User, Organization]:
         """A user of the caller's organization; 404 for any other."""
-        organization = await self.organization_of(caller)
+        organization = await self.acting_admin(caller)
         user = await self.users.get_in_organization(organization.id, user_id)
         if user is None:
             raise NotFound("no such user")

@@ -16,6 +16,9 @@ from fieldsync.kit.ratelimit import parse_limits
 bearer_token = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'  # noqa: S105 - RFC 6750 challenge
+
+
 async def current_caller(
     request: Request, token: Annotated[str | None, Depends(bearer_token)]
 ) -> Caller:
@@ -25,7 +28,10 @@ async def current_caller(
     runtime = runtime_of(request)
     if runtime.token_verifier is None:
         raise Unavailable("this process has no key to verify access tokens")
-    caller = runtime.token_verifier.verify(token)
+    try:
+        caller = runtime.token_verifier.verify(token)
+    except Unauthorized as exc:
+        raise Unauthorized(exc.detail, challenge=INVALID_TOKEN_CHALLENGE) from None
     limits = parse_limits(runtime.settings.rate_limit_per_user)
     await runtime.rate_limiter.hit(limits, "user", str(caller.user_id))
     return caller

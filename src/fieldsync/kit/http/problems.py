@@ -18,6 +18,7 @@ from fieldsync.kit.errors import (
     PROBLEM_TYPE_BASE,
     FieldsyncError,
     TooManyRequests,
+    Unauthorized,
     ValidationFailed,
 )
 from fieldsync.kit.logging import get_logger
@@ -55,9 +56,11 @@ def problem_response(
 
 def error_response(error: FieldsyncError, request: Request) -> Response:
     """Render a FieldsyncError; 5xx details never include internals."""
-    headers = (
-        {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyRequests) else None
-    )
+    headers: dict[str, str] | None = None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
+    elif isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": error.challenge}  # RFC 6750
     return problem_response(error.to_problem(instance=request.url.path), error.status, headers)
 
 
