@@ -1,0 +1,119 @@
+"""Publishing the outbox: one active relay per service, replicas on standby."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fieldsync.kit.db.engine import Database
+from fieldsync.kit.logging import get_logger
+from fieldsync.kit.messaging.jetstream import JetStream
+
+log = get_logger(__name__)
+
+
+def lock_key(name: str) -> int:
+    """A stable 63-bit advisory-lock key for a relay name."""
+    return int.from_bytes(hashlib.sha256(f"outbox:{name}".encode()).digest()[:8], "big") >> 1
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to JetStream while it holds the relay lock.
+
+    `after_publish` is a test seam: it runs after a batch is published and before it
+    is marked, which is where a crash would leave published-but-unmarked rows.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        jetstream: JetStream,
+        table: Table,
+        *,
+        name: str,
+        batch_size: int = 256,
+        idle_seconds: float = 0.1,
+        standby_seconds: float = 2.0,
+        after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._database = database
+        self._jetstream = jetstream
+        self._table = table
+        self.name = name
+        self._key = lock_key(name)
+        self._batch_size = batch_size
+        self._idle = idle_seconds
+        self._standby = standby_seconds
+        self._after_publish = after_publish
+        self.is_leader = False
+        self.published = 0
+
+    async def run(self) -> None:
+        """Lead when the lock is free, stand by otherwise; until cancelled."""
+        while True:
+            try:
+                async with self._database.engine.connect() as lock_connection:
+                    if await self._try_lead(lock_connection):
+                        try:
+                            await self._lead()
+                        finally:
+                            self.is_leader = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database or NATS trouble: step down, try again
+                log.warning("outbox relay failed; retrying", relay=self.name, error=str(exc))
+            await asyncio.sleep(self._standby)
+
+    async def _try_lead(self, connection: AsyncConnection) -> bool:
+        # A session-level lock: held as long as this connection lives, released by
+        # PostgreSQL if the process dies, so a standby replica takes over.
+        acquired = bool(await connection.scalar(select(func.pg_try_advisory_lock(self._key))))
+        await connection.commit()
+        if acquired:
+            self.is_leader = True
+            log.info("outbox relay leading", relay=self.name)
+        return acquired
+
+    async def _lead(self) -> None:
+        while True:
+            published = await self.publish_pending()
+            if published < self._batch_size:
+                await asyncio.sleep(self._idle)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished rows in id order; how many were published."""
+        table = self._table
+        async with self._database.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(table.c.id, table.c.subject, table.c.payload)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            await connection.rollback()
+            if not rows:
+                return 0
+            # One at a time: JetStream stores them in this order, which keeps every
+            # record's changes in the order they were committed.
+            for row in rows:
+                await self._jetstream.publish(
+                    row.subject, bytes(row.payload), message_id=str(row.id)
+                )
+            ids = [row.id for row in rows]
+            if self._after_publish is not None:
+                await self._after_publish(ids)
+            await connection.execute(
+                update(table)
+                .where(table.c.id.in_(bindparam("ids", expanding=True)))
+                .values(published_at=func.now()),
+                {"ids": ids},
+            )
+            await connection.commit()
+        self.published += len(rows)
+        return len(rows)

@@ -1,0 +1,148 @@
+"""The outbox relay publishes committed messages once, in order, with one leader."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import MetaData, Table, select
+
+from fieldsync.kit.db.admin import drop_database, ensure_database
+from fieldsync.kit.db.engine import Database
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.messaging import Bus, ConsumerSpec, StreamSpec
+from fieldsync.kit.outbox import OutboxRelay, append, outbox_table
+from tests import servers
+from tests.waiting import until
+
+metadata = MetaData()
+OUTBOX: Table = outbox_table(metadata)
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    await servers.require_postgres()
+    url = servers.database_url_for(f"outbox_{secrets.token_hex(3)}")
+    await ensure_database(url)
+    db = Database(url, name="outbox-test", pool_size=4)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    yield db
+    await db.dispose()
+    await drop_database(url)
+
+
+@pytest.fixture
+async def stream(bus: Bus) -> str:
+    prefix = f"outboxtest.{secrets.token_hex(4)}"
+    await bus.jetstream.ensure_stream(
+        StreamSpec(name=prefix.replace(".", "_").upper(), subjects=[f"{prefix}.>"])
+    )
+    return prefix
+
+
+async def stored(bus: Bus, prefix: str) -> list[tuple[str, bytes, str]]:
+    """Every message in the test stream: (subject, payload, Nats-Msg-Id), in stream order."""
+    spec = ConsumerSpec(
+        stream=prefix.replace(".", "_").upper(), durable=f"check_{secrets.token_hex(3)}"
+    )
+    await bus.jetstream.ensure_consumer(spec)
+    consumer = await bus.jetstream.pull(spec)
+    found = []
+    while batch := await consumer.fetch(100, timeout=0.5):
+        for message in batch:
+            found.append((message.subject, message.data, message.headers["Nats-Msg-Id"]))
+            await message.ack()
+    await consumer.close()
+    return found
+
+
+async def append_committed(database: Database, prefix: str, payloads: list[bytes]) -> list[int]:
+    ids = SnowflakeGenerator(7)
+    async with database.sessions() as session:
+        appended = [
+            await append(session, OUTBOX, ids, subject=f"{prefix}.item", payload=payload)
+            for payload in payloads
+        ]
+        await session.commit()
+    return appended
+
+
+async def test_committed_messages_are_published_once_in_order(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    first = await append_committed(database, stream, [b"a", b"b", b"c"])
+    async with database.sessions() as session:
+        await append(
+            session, OUTBOX, SnowflakeGenerator(8), subject=f"{stream}.item", payload=b"rolled back"
+        )
+        await session.rollback()
+    second = await append_committed(database, stream, [b"d", b"e"])
+
+    relay = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream)
+    assert await relay.publish_pending() == 5
+    assert await relay.publish_pending() == 0
+
+    messages = await stored(bus, stream)
+    assert [payload for _, payload, _ in messages] == [b"a", b"b", b"c", b"d", b"e"]
+    assert [message_id for _, _, message_id in messages] == [str(i) for i in first + second]
+    async with database.engine.connect() as connection:
+        unpublished = await connection.scalar(
+            select(OUTBOX.c.id).where(OUTBOX.c.published_at.is_(None)).limit(1)
+        )
+    assert unpublished is None
+
+
+async def test_a_crash_between_publish_and_mark_does_not_duplicate(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    await append_committed(database, stream, [b"one", b"two", b"three"])
+
+    async def crash(ids: list[int]) -> None:
+        raise SimulatedCrash
+
+    crashing = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream, after_publish=crash)
+    with pytest.raises(SimulatedCrash):
+        await crashing.publish_pending()
+
+    restarted = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream)
+    assert await restarted.publish_pending() == 3  # republished: the rows were never marked
+    messages = await stored(bus, stream)
+    assert [payload for _, payload, _ in messages] == [b"one", b"two", b"three"]
+
+
+async def test_one_relay_leads_and_a_standby_takes_over(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    relays = [
+        OutboxRelay(
+            database, bus.jetstream, OUTBOX, name=stream, idle_seconds=0.02, standby_seconds=0.05
+        )
+        for _ in range(2)
+    ]
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        await until(lambda: sum(relay.is_leader for relay in relays) == 1)
+        leader = next(index for index, relay in enumerate(relays) if relay.is_leader)
+        standby = relays[1 - leader]
+        await append_committed(database, stream, [b"while leading"])
+        await until(lambda: relays[leader].published >= 1)
+        assert not standby.is_leader
+
+        tasks[leader].cancel()
+        await asyncio.gather(tasks[leader], return_exceptions=True)
+        await append_committed(database, stream, [b"after failover"])
+        await until(lambda: standby.published >= 1)
+        assert standby.is_leader
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    messages = await stored(bus, stream)
+    assert [payload for _, payload, _ in messages] == [b"while leading", b"after failover"]
