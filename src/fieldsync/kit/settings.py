@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".fieldsync")
 
     api_database_url: PostgresDsn | None = None
+    workflows_database_url: PostgresDsn | None = None
 
     nats_url: NatsDsn | None = None
     nats_monitor_url: HttpUrl | None = None
