@@ -6,6 +6,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from fieldsync.kit.db.models import service_metadata
 from fieldsync.kit.ids.lease import node_lease_table
+from fieldsync.kit.outbox import outbox_table
 
 
 class Base(DeclarativeBase):
@@ -15,3 +16,4 @@ class Base(DeclarativeBase):
 
 
 node_leases = node_lease_table(Base.metadata)
+outbox = outbox_table(Base.metadata)

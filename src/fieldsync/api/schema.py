@@ -2,7 +2,8 @@
 
 from fieldsync.api.audit.models import AuditEvent
 from fieldsync.api.auth.models import AuthSession, RefreshToken
-from fieldsync.api.models import Base, node_leases
+from fieldsync.api.buildings.models import Building, BuildingAssignment
+from fieldsync.api.models import Base, node_leases, outbox
 from fieldsync.api.organizations.models import Organization
 from fieldsync.api.users.models import User
 
@@ -10,8 +11,11 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "Building",
+    "BuildingAssignment",
     "Organization",
     "RefreshToken",
     "User",
     "node_leases",
+    "outbox",
 ]

@@ -192,7 +192,11 @@ class Runtime:
         """Stop handlers and background work, release leases, close connections."""
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._background:
+            # Bounded: a task that ignores cancellation must not hold up the shutdown.
+            _, stuck = await asyncio.wait(self._background, timeout=10)
+            for task in stuck:
+                log.warning("background task did not stop", task=task.get_name())
         if self._bus is not None:
             await self._bus.close()
         for leased in self._leases.values():

@@ -43,6 +43,9 @@ API_TABLES = {
     "auth_sessions",
     "refresh_tokens",
     "audit_events",
+    "outbox",
+    "buildings",
+    "building_assignments",
 }
 
 
@@ -92,7 +95,7 @@ def environment_without_fieldsync(**extra: str) -> dict[str, str]:
 
 
 def test_the_api_history_has_one_head() -> None:
-    assert current_heads(API_MIGRATIONS) == ("0002",)
+    assert current_heads(API_MIGRATIONS) == ("0003",)
 
 
 async def test_upgrade_creates_node_leases_and_stamps_the_head(new_database: NewDatabase) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import Column, DateTime, MetaData, SmallInteger, Table, Text, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fieldsync.kit.cancellation import stop_if_cancelled
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.ids.snowflake import MAX_NODE, SnowflakeGenerator
 from fieldsync.kit.logging import get_logger
@@ -143,6 +144,7 @@ class NodeLease:
         node id fails again and leads back here.
         """
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self._ttl / 3)
             try:
                 await self.renew()
@@ -151,8 +153,10 @@ class NodeLease:
                 try:
                     await self.acquire()
                 except Exception as exc:
+                    stop_if_cancelled(exc)
                     log.warning("claiming a new node id failed", error=str(exc))
             except Exception as exc:  # database hiccup: keep trying until the deadline
+                stop_if_cancelled(exc)
                 log.warning("node lease renewal failed", error=str(exc))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fieldsync.kit.cancellation import stop_if_cancelled
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import JetStream
@@ -55,6 +56,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Lead when the lock is free, stand by otherwise; until cancelled."""
         while True:
+            stop_if_cancelled()
             try:
                 async with self._database.engine.connect() as lock_connection:
                     if await self._try_lead(lock_connection):
@@ -62,9 +64,8 @@ class OutboxRelay:
                             await self._lead()
                         finally:
                             self.is_leader = False
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # database or NATS trouble: step down, try again
+                stop_if_cancelled(exc)
                 log.warning("outbox relay failed; retrying", relay=self.name, error=str(exc))
             await asyncio.sleep(self._standby)
 
@@ -80,6 +81,7 @@ class OutboxRelay:
 
     async def _lead(self) -> None:
         while True:
+            stop_if_cancelled()
             published = await self.publish_pending()
             if published < self._batch_size:
                 await asyncio.sleep(self._idle)

@@ -1,0 +1,1 @@
+"""Buildings: what technicians inspect, and who is assigned to them."""

@@ -1,0 +1,180 @@
+"""SQL for buildings and assignments."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
+
+from fieldsync.api.buildings.models import Building, BuildingAssignment
+from fieldsync.api.buildings.schemas import BuildingSort
+from fieldsync.api.users.models import User
+from fieldsync.kit.db.repository import Repository
+from fieldsync.kit.errors import ValidationFailed
+from fieldsync.kit.pagination import Page, PageRequest
+
+_SORT_COLUMNS: dict[str, Any] = {
+    "created_at": Building.id,  # snowflake ids grow with creation time
+    "updated_at": Building.updated_at,
+    "name": Building.name,
+}
+
+
+def _bad_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "cursor is not one this server issued",
+        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+    )
+
+
+def encode_sort_cursor(sort: BuildingSort, value: Any, row_id: int) -> str:
+    """Opaque position after `row_id` in the `sort` ordering."""
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = orjson.dumps([sort.value, value, row_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_sort_cursor(cursor: str, sort: BuildingSort) -> tuple[Any, int]:
+    """The (sort value, id) inside a cursor issued for the same ordering."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, value, row_id = orjson.loads(raw)
+    except (ValueError, TypeError, binascii.Error):
+        raise _bad_cursor() from None
+    if kind != sort.value or not isinstance(row_id, int) or not 0 <= row_id < 2**63:
+        raise _bad_cursor()
+    column = sort.value.lstrip("-")
+    try:
+        if column == "updated_at":
+            value = datetime.fromisoformat(value)
+        elif column == "name" and not isinstance(value, str):
+            raise TypeError
+        elif column == "created_at":
+            value = row_id
+    except (TypeError, ValueError):
+        raise _bad_cursor() from None
+    return value, row_id
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class BuildingRepository(Repository[Building]):
+    """Buildings within one organization; technicians see only their assignments."""
+
+    model = Building
+
+    def visible(self, organization_id: int, technician_id: int | None) -> Select[Building]:
+        """Live buildings of the organization, narrowed to a technician's assignments."""
+        statement = self.select_live().where(Building.organization_id == organization_id)
+        if technician_id is not None:
+            assigned = select(BuildingAssignment.building_id).where(
+                BuildingAssignment.user_id == technician_id,
+                BuildingAssignment.deleted_at.is_(None),
+            )
+            statement = statement.where(Building.id.in_(assigned))
+        return statement
+
+    async def get_visible(
+        self, organization_id: int, technician_id: int | None, public_id: uuid.UUID
+    ) -> Building | None:
+        """One visible building by public id."""
+        found: Building | None = await self.session.scalar(
+            self.visible(organization_id, technician_id).where(Building.uuid == public_id)
+        )
+        return found
+
+    async def list_visible(
+        self,
+        organization_id: int,
+        technician_id: int | None,
+        *,
+        query: str | None,
+        city: str | None,
+        country: str | None,
+        updated_since: datetime | None,
+        sort: BuildingSort,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[Building], str | None]:
+        """A filtered, sorted keyset page; the cursor of the next page or None."""
+        statement = self.visible(organization_id, technician_id)
+        if query:
+            pattern = f"%{_escape_like(query)}%"
+            statement = statement.where(
+                or_(
+                    Building.name.ilike(pattern, escape="\\"),
+                    Building.address.ilike(pattern, escape="\\"),
+                )
+            )
+        if city:
+            statement = statement.where(func.lower(Building.city) == city.lower())
+        if country:
+            statement = statement.where(Building.country == country.upper())
+        if updated_since is not None:
+            statement = statement.where(Building.updated_at >= updated_since)
+        column = _SORT_COLUMNS[sort.value.lstrip("-")]
+        descending = sort.value.startswith("-")
+        if cursor is not None:
+            value, row_id = decode_sort_cursor(cursor, sort)
+            position: ColumnElement[bool] = (
+                tuple_(column, Building.id) < tuple_(value, row_id)
+                if descending
+                else tuple_(column, Building.id) > tuple_(value, row_id)
+            )
+            statement = statement.where(position)
+        order = (column.desc(), Building.id.desc()) if descending else (column, Building.id)
+        rows = list((await self.session.scalars(statement.order_by(*order).limit(limit + 1))).all())
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        last = rows[-1]
+        sort_value = {"created_at": last.id, "updated_at": last.updated_at, "name": last.name}
+        return rows, encode_sort_cursor(sort, sort_value[sort.value.lstrip("-")], last.id)
+
+
+class AssignmentRepository(Repository[BuildingAssignment]):
+    """Who is assigned to which building."""
+
+    model = BuildingAssignment
+
+    async def find(self, building_id: int, user_id: int) -> BuildingAssignment | None:
+        """The assignment row (live or soft-deleted) of a user to a building."""
+        found: BuildingAssignment | None = await self.session.scalar(
+            select(BuildingAssignment).where(
+                BuildingAssignment.building_id == building_id, BuildingAssignment.user_id == user_id
+            )
+        )
+        return found
+
+    async def page_assignees(self, building_id: int, request: PageRequest) -> Page[User]:
+        """Live users assigned to a building."""
+        statement = (
+            select(User)
+            .join(BuildingAssignment, BuildingAssignment.user_id == User.id)
+            .where(
+                BuildingAssignment.building_id == building_id,
+                BuildingAssignment.deleted_at.is_(None),
+                User.deleted_at.is_(None),
+            )
+        )
+        if request.after_id is not None:
+            statement = statement.where(User.id > request.after_id)
+        rows = list(
+            (await self.session.scalars(statement.order_by(User.id).limit(request.limit + 1))).all()
+        )
+        return Page.from_rows(rows, request.limit, key=lambda user: user.id)
+
+    async def building_ids_of(self, user_id: int) -> list[int]:
+        """Buildings a user is assigned to."""
+        statement = select(BuildingAssignment.building_id).where(
+            BuildingAssignment.user_id == user_id, BuildingAssignment.deleted_at.is_(None)
+        )
+        return list((await self.session.scalars(statement)).all())

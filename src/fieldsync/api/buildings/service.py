@@ -1,0 +1,226 @@
+"""Building use cases: scoped to the caller's organization, technicians to their assignments."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.api.buildings.models import Building, BuildingAssignment
+from fieldsync.api.buildings.repository import AssignmentRepository, BuildingRepository
+from fieldsync.api.buildings.schemas import (
+    BuildingCreate,
+    BuildingOut,
+    BuildingSort,
+    BuildingUpdate,
+)
+from fieldsync.api.changes import record_change
+from fieldsync.api.organizations.models import Organization
+from fieldsync.api.organizations.repository import OrganizationRepository
+from fieldsync.api.users.models import User, UserStatus
+from fieldsync.api.users.repository import UserRepository
+from fieldsync.contracts.changes import ChangeOp
+from fieldsync.contracts.identity import Caller, Role
+from fieldsync.kit.errors import Conflict, NotFound, Unauthorized
+from fieldsync.kit.ids import new_public_id
+from fieldsync.kit.pagination import Page, PageRequest
+from fieldsync.kit.runtime import Runtime
+
+BUILDINGS = "buildings"
+ASSIGNMENTS = "building_assignments"
+
+
+def building_out(building: Building) -> BuildingOut:
+    """The public shape of a building."""
+    return BuildingOut(
+        id=building.uuid,
+        name=building.name,
+        address=building.address,
+        city=building.city,
+        country=building.country,
+        latitude=None if building.latitude is None else float(building.latitude),
+        longitude=None if building.longitude is None else float(building.longitude),
+        floors=building.floors,
+        notes=building.notes,
+        created_at=building.created_at,
+        updated_at=building.updated_at,
+        version=building.version,
+    )
+
+
+def building_data(building: Building) -> dict[str, Any]:
+    """The fields a building change carries (what sync clients hold)."""
+    return building_out(building).model_dump(mode="json", exclude={"created_at"})
+
+
+@dataclass
+class BuildingService:
+    """Building use cases over one request's session."""
+
+    session: AsyncSession
+    runtime: Runtime
+
+    def __post_init__(self) -> None:
+        self.ids = self.runtime.ids["api"]
+        self.buildings = BuildingRepository(self.session, self.ids)
+        self.assignments = AssignmentRepository(self.session, self.ids)
+        self.users = UserRepository(self.session, self.ids)
+        self.organizations = OrganizationRepository(self.session, self.ids)
+
+    async def scope(self, caller: Caller) -> tuple[Organization, int | None]:
+        """The caller's organization, and their user id when they only see assignments."""
+        organization = await self.organizations.get_by_uuid(caller.organization_id)
+        if organization is None:
+            raise Unauthorized("the organization no longer exists")
+        if caller.role != Role.TECHNICIAN:
+            return organization, None
+        user = await self.users.get_in_organization(organization.id, caller.user_id)
+        if user is None:
+            raise Unauthorized("the account no longer exists")
+        return organization, user.id
+
+    async def create(self, caller: Caller, new: BuildingCreate) -> tuple[Building, Organization]:
+        """A new building; a client-chosen id must not be taken."""
+        organization, _ = await self.scope(caller)
+        public_id = new.id or new_public_id()
+        if await self.buildings.get_by_uuid(public_id, include_deleted=True) is not None:
+            raise Conflict("a building with this id already exists")
+        fields = new.model_dump(exclude={"id"})
+        building = await self.buildings.add(
+            Building(organization_id=organization.id, uuid=public_id, version=1, **fields)
+        )
+        await self._record(building, organization, ChangeOp.UPSERT)
+        return building, organization
+
+    async def get(self, caller: Caller, building_id: uuid.UUID) -> tuple[Building, Organization]:
+        """A building the caller may see; 404 otherwise."""
+        organization, technician_id = await self.scope(caller)
+        building = await self.buildings.get_visible(organization.id, technician_id, building_id)
+        if building is None:
+            raise NotFound("no such building")
+        return building, organization
+
+    async def list(
+        self,
+        caller: Caller,
+        *,
+        query: str | None,
+        city: str | None,
+        country: str | None,
+        updated_since: datetime | None,
+        sort: BuildingSort,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[Building], str | None]:
+        """Buildings the caller may see, filtered and sorted."""
+        organization, technician_id = await self.scope(caller)
+        return await self.buildings.list_visible(
+            organization.id,
+            technician_id,
+            query=query,
+            city=city,
+            country=country,
+            updated_since=updated_since,
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def update(
+        self, caller: Caller, building_id: uuid.UUID, change: BuildingUpdate
+    ) -> tuple[Building, Organization]:
+        """Apply changed fields if based on the current version (409 with the current record)."""
+        building, organization = await self.get(caller, building_id)
+        if change.version is not None and change.version != building.version:
+            raise Conflict(
+                f"stale version {change.version}; the current version is {building.version}",
+                current_version=building.version,
+                current=building_out(building).model_dump(mode="json"),
+            )
+        fields = change.model_dump(exclude_unset=True, exclude={"version"})
+        await self.buildings.update(building, expected_version=change.version, **fields)
+        await self._record(building, organization, ChangeOp.UPSERT)
+        return building, organization
+
+    async def delete(
+        self, caller: Caller, building_id: uuid.UUID, *, expected_version: int | None
+    ) -> None:
+        """Soft-delete; the deletion is a change like any other."""
+        building, organization = await self.get(caller, building_id)
+        await self.buildings.soft_delete(building, expected_version=expected_version)
+        await self._record(building, organization, ChangeOp.DELETE)
+
+    async def assignees(
+        self, caller: Caller, building_id: uuid.UUID, request: PageRequest
+    ) -> Page[User]:
+        """Users assigned to a building the caller may see."""
+        building, _ = await self.get(caller, building_id)
+        return await self.assignments.page_assignees(building.id, request)
+
+    async def assign(self, caller: Caller, building_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Assign a user of the organization (idempotent)."""
+        building, organization = await self.get(caller, building_id)
+        user = await self.users.get_in_organization(organization.id, user_id)
+        if user is None or user.status != UserStatus.ACTIVE:
+            raise NotFound("no such active user")
+        assignment = await self.assignments.find(building.id, user.id)
+        if assignment is None:
+            assignment = await self.assignments.add(
+                BuildingAssignment(
+                    organization_id=organization.id,
+                    building_id=building.id,
+                    user_id=user.id,
+                    version=1,
+                )
+            )
+        elif assignment.deleted_at is not None:
+            await self.assignments.update(assignment, expected_version=None, deleted_at=None)
+        else:
+            return
+        await self._record_assignment(assignment, building, user, organization, ChangeOp.UPSERT)
+
+    async def unassign(self, caller: Caller, building_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Remove an assignment (404 when there is none)."""
+        building, organization = await self.get(caller, building_id)
+        user = await self.users.get_in_organization(organization.id, user_id)
+        assignment = None if user is None else await self.assignments.find(building.id, user.id)
+        if user is None or assignment is None or assignment.deleted_at is not None:
+            raise NotFound("this user is not assigned to this building")
+        await self.assignments.soft_delete(assignment, expected_version=None)
+        await self._record_assignment(assignment, building, user, organization, ChangeOp.DELETE)
+
+    async def _record(self, building: Building, organization: Organization, op: ChangeOp) -> None:
+        await record_change(
+            self.session,
+            self.ids,
+            collection=BUILDINGS,
+            record_id=building.uuid,
+            organization_id=organization.uuid,
+            op=op,
+            data=building_data(building) if op == ChangeOp.UPSERT else None,
+            version=building.version,
+            building_id=building.uuid,
+        )
+
+    async def _record_assignment(
+        self,
+        assignment: BuildingAssignment,
+        building: Building,
+        user: User,
+        organization: Organization,
+        op: ChangeOp,
+    ) -> None:
+        await record_change(
+            self.session,
+            self.ids,
+            collection=ASSIGNMENTS,
+            record_id=assignment.uuid,
+            organization_id=organization.uuid,
+            op=op,
+            data={"building_id": str(building.uuid), "user_id": str(user.uuid)},
+            version=assignment.version,
+            building_id=building.uuid,
+        )
