@@ -67,8 +67,15 @@ def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir:
         first.wait_for_line("is up")
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
         assert ready.status_code == 200
-        assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
+        assert ready.json()["checks"] == {
+            "database:api": "ok",
+            "database:workflows": "ok",
+            "nats": "ok",
+        }
         assert any(f"http://127.0.0.1:{port}/docs" in line for line in first.lines)
+        # The demo organization was seeded through the API and its logins printed.
+        assert any("demo logins" in line for line in first.lines)
+        assert (data_dir / "demo-logins.json").stat().st_mode & 0o777 == 0o600
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200
         database_url = f"postgresql://postgres@/fieldsync_api?host={data_dir / 'postgres'}"
@@ -184,19 +191,25 @@ def test_run_serves_one_service_against_configured_servers(
 
 
 def test_up_uses_configured_servers_instead_of_embedded_ones(
-    data_dir: Path, nats_server: NatsEndpoints, api_database_url: str
+    data_dir: Path, nats_server: NatsEndpoints, api_database_url: str, workflows_database_url: str
 ) -> None:
     port = free_port()
     env = clean_env(
         FIELDSYNC_NATS_URL=nats_server.url,
         FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
         FIELDSYNC_API_DATABASE_URL=api_database_url,
+        FIELDSYNC_WORKFLOWS_DATABASE_URL=workflows_database_url,
     )
-    configured = Running(["up", "--data-dir", str(data_dir), "--port", str(port)], env)
+    args = ["up", "--no-demo", "--data-dir", str(data_dir), "--port", str(port)]
+    configured = Running(args, env)
     try:
         configured.wait_for_line("is up")
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
-        assert ready.json()["checks"] == {"database:api": "ok", "nats": "ok"}
+        assert ready.json()["checks"] == {
+            "database:api": "ok",
+            "database:workflows": "ok",
+            "nats": "ok",
+        }
         started = [process.name() for process in configured.descendants()]
     finally:
         code = configured.stop(signal.SIGINT)

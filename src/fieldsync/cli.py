@@ -10,16 +10,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
 
+import httpx
 import typer
 
 import fieldsync
 from fieldsync import serving
+from fieldsync.demo import DemoLogin, demo_logins
+from fieldsync.demo import seed as seed_demo
 from fieldsync.kit.embedded.stack import EmbeddedStack
-from fieldsync.kit.logging import configure_logging
+from fieldsync.kit.logging import configure_logging, get_logger
 from fieldsync.kit.runtime import Endpoints, StartupError
 from fieldsync.kit.security.keys import ensure_signing_key
 from fieldsync.kit.settings import LogFormat, Settings, SettingsError, load_settings
 from fieldsync.services import SERVICES, resolve
+
+log = get_logger("fieldsync.cli")
 
 app = typer.Typer(
     name="fieldsync",
@@ -49,22 +54,25 @@ def _terminate_gracefully(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def banner(settings: Settings, data_dir: Path) -> str:
+def banner(settings: Settings, data_dir: Path, logins: list[DemoLogin] | None) -> str:
     """What `fieldsync up` prints once it serves."""
     base = f"http://{settings.http_host}:{settings.http_port}"
-    return "\n".join(
-        [
-            "",
-            f"  fieldsync {fieldsync.__version__} is up",
-            f"  API docs   {base}/docs",
-            f"  health     {base}/health/ready",
-            f"  data       {data_dir.resolve()}",
-            f"  sign up    POST {base}/api/v1/auth/register (or 'Try it out' in the docs),",
-            "             then Authorize in the docs with your email and password",
-            "  stop       Ctrl-C",
-            "",
-        ]
-    )
+    lines = [
+        "",
+        f"  fieldsync {fieldsync.__version__} is up",
+        f"  API docs   {base}/docs",
+        f"  health     {base}/health/ready",
+        f"  data       {data_dir.resolve()}",
+    ]
+    if logins:
+        lines.append("  demo logins (Authorize on the docs page with email and password):")
+        lines.extend(f"    {login.role:<11} {login.email}  {login.password}" for login in logins)
+    else:
+        lines.append(
+            f"  sign up    POST {base}/api/v1/auth/register, then Authorize on the docs page"
+        )
+    lines.extend(["  stop       Ctrl-C", ""])
+    return "\n".join(lines)
 
 
 @app.command()
@@ -74,6 +82,7 @@ def up(
     ] = None,
     host: Annotated[str | None, typer.Option(help="HTTP host [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port [default: 8000]")] = None,
+    demo: Annotated[bool, typer.Option(help="Seed a demo organization on first start")] = True,
 ) -> None:
     """Run every service in one process, starting PostgreSQL and NATS where none is configured."""
     overrides: dict[str, object] = {}
@@ -102,12 +111,19 @@ def up(
 
         async def main() -> None:
             await serving.migrate(services, endpoints, create=True)
-            await serving.serve(
-                settings,
-                endpoints,
-                services,
-                on_ready=lambda: typer.echo(banner(settings, settings.data_dir), err=True),
-            )
+
+            async def ready() -> None:
+                logins = demo_logins(settings.data_dir)
+                if demo and logins is None:
+                    try:
+                        logins = await seed_demo(
+                            f"http://127.0.0.1:{settings.http_port}", settings.data_dir
+                        )
+                    except Exception as exc:  # the server is fine without demo data
+                        log.warning("demo data not seeded", error=str(exc))
+                typer.echo(banner(settings, settings.data_dir, logins if demo else None), err=True)
+
+            await serving.serve(settings, endpoints, services, on_ready=ready)
 
         asyncio.run(main())
     except StartupError as exc:
@@ -172,6 +188,26 @@ def migrate(
     except StartupError as exc:
         fail(str(exc), 1)
     typer.echo(f"migrated: {', '.join(spec.name for spec in services)}")
+
+
+@app.command()
+def seed(
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running fieldsync")
+    ] = "http://127.0.0.1:8000",
+    data_dir: Annotated[Path, typer.Option(help="Where to write the demo logins")] = Path(
+        ".fieldsync"
+    ),
+) -> None:
+    """Add the demo organization to a running fieldsync (through its API)."""
+    configure_logging(LogFormat.CONSOLE, "warning")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        logins = asyncio.run(seed_demo(url.rstrip("/"), data_dir))
+    except httpx.HTTPError as exc:
+        fail(f"cannot seed {url}: {exc}", 1)
+    for login in logins:
+        typer.echo(f"{login.role:<11} {login.email}  {login.password}")
 
 
 @app.command()

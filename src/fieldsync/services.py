@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fieldsync.api.service import SERVICE as API
 from fieldsync.kit.service import ServiceSpec
+from fieldsync.workflows.service import SERVICE as WORKFLOWS
 
-SERVICES: dict[str, ServiceSpec] = {spec.name: spec for spec in (API,)}
+SERVICES: dict[str, ServiceSpec] = {spec.name: spec for spec in (API, WORKFLOWS)}
 
 
 def resolve(names: list[str] | None) -> list[ServiceSpec]:

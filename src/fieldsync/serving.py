@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -56,7 +56,7 @@ async def serve(
     endpoints: Endpoints,
     services: Sequence[ServiceSpec],
     *,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Start the runtime, serve HTTP until SIGINT/SIGTERM, then stop everything."""
     runtime = Runtime(settings, endpoints, services)
@@ -79,7 +79,7 @@ async def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         if server.started and on_ready is not None:
-            on_ready()
+            await on_ready()
         await serving
         if not server.started:
             raise StartupError(

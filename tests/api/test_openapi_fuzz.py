@@ -25,14 +25,19 @@ from tests.processes import Running, clean_env
 
 @pytest.fixture(scope="session")
 def api_process(
-    nats_server: NatsEndpoints, api_database_url: str, signing_key_file: Path, redis_url: str
+    nats_server: NatsEndpoints,
+    api_database_url: str,
+    workflows_database_url: str,
+    signing_key_file: Path,
+    redis_url: str,
 ) -> Iterator[str]:
-    """A real api replica over HTTP; its base URL."""
+    """Real api and workflows replicas, as `fieldsync run` starts them; the api's base URL."""
     port = free_port()
     env = clean_env(
         FIELDSYNC_NATS_URL=nats_server.url,
         FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
         FIELDSYNC_API_DATABASE_URL=api_database_url,
+        FIELDSYNC_WORKFLOWS_DATABASE_URL=workflows_database_url,
         FIELDSYNC_JWT_PRIVATE_KEY_FILE=str(signing_key_file),
         FIELDSYNC_HTTP_PORT=str(port),
         FIELDSYNC_LOG_LEVEL="warning",
@@ -42,14 +47,19 @@ def api_process(
         FIELDSYNC_RATE_LIMIT_FAILED_LOGINS_PER_ACCOUNT="100000/minute",
         **{f"FIELDSYNC_{key.upper()}": str(value) for key, value in FAST_PASSWORD_HASHING.items()},
     )
-    replica = Running(["run", "api"], env)
+    workflows_port = free_port()
+    workflows = Running(["run", "workflows"], {**env, "FIELDSYNC_HTTP_PORT": str(workflows_port)})
+    api = Running(["run", "api"], env)
     try:
+        workflows.wait_until_ready(f"http://127.0.0.1:{workflows_port}")
         base_url = f"http://127.0.0.1:{port}"
-        replica.wait_until_ready(base_url)
+        api.wait_until_ready(base_url)
         yield base_url
     finally:
-        code = replica.stop(signal.SIGTERM)
-    assert code == 0, "\n".join(replica.lines)
+        api_code = api.stop(signal.SIGTERM)
+        workflows_code = workflows.stop(signal.SIGTERM)
+    assert api_code == 0, "\n".join(api.lines)
+    assert workflows_code == 0, "\n".join(workflows.lines)
 
 
 @pytest.fixture(scope="session")

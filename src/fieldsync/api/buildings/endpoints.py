@@ -18,7 +18,7 @@ from fieldsync.api.buildings.schemas import (
     BuildingSort,
     BuildingUpdate,
 )
-from fieldsync.api.buildings.service import BuildingService, building_out
+from fieldsync.api.buildings.service import BuildingService, building_out, request_default_workflow
 from fieldsync.api.deps import ApiSession, RuntimeDep
 from fieldsync.contracts.identity import Role
 from fieldsync.kit.http.auth import CurrentCaller, require_role
@@ -45,13 +45,26 @@ async def create_building(
     caller: CurrentCaller,
     _: Manager,
     buildings: Buildings,
+    session: ApiSession,
+    runtime: RuntimeDep,
     response: Response,
 ) -> BuildingCreated:
-    """Add a building (manager or admin). The body may carry a client-generated `id`."""
+    """Add a building (manager or admin); the body may carry a client-generated `id`.
+
+    The building is committed first, then its default workflow is requested. If the
+    workflows service cannot answer now, the answer is still 201 with
+    `workflow_status: "pending"`: the building's change event creates the workflow
+    when the service is back.
+    """
     building, _organization = await buildings.create(caller, body)
+    await session.commit()
     response.headers["Location"] = f"/api/v1/buildings/{building.uuid}"
-    out = building_out(building)
-    return BuildingCreated(**out.model_dump(), workflow=None, workflow_status="pending")
+    workflow = await request_default_workflow(runtime, caller, building.uuid)
+    return BuildingCreated(
+        **building_out(building).model_dump(),
+        workflow=workflow,
+        workflow_status="created" if workflow is not None else "pending",
+    )
 
 
 @router.get("")

@@ -47,14 +47,20 @@ def decode_sort_cursor(cursor: str, sort: BuildingSort) -> tuple[Any, int]:
         kind, value, row_id = orjson.loads(raw)
     except (ValueError, TypeError, binascii.Error):
         raise _bad_cursor() from None
-    if kind != sort.value or not isinstance(row_id, int) or not 0 <= row_id < 2**63:
+    # `type(...) is int`: a JSON `true` is an int to isinstance, and a bool id reaches
+    # PostgreSQL as `bigint > boolean` (a 500, not a 422).
+    if kind != sort.value or type(row_id) is not int or not 0 <= row_id < 2**63:
         raise _bad_cursor()
     column = sort.value.lstrip("-")
     try:
         if column == "updated_at":
             value = datetime.fromisoformat(value)
-        elif column == "name" and not isinstance(value, str):
-            raise TypeError
+            if value.tzinfo is None:  # issued cursors are always zone-aware
+                raise ValueError
+        elif column == "name":
+            # What a stored name can be: PostgreSQL rejects a NUL in a parameter (a 500).
+            if not isinstance(value, str) or "\x00" in value or len(value) > 200:
+                raise TypeError
         elif column == "created_at":
             value = row_id
     except (TypeError, ValueError):

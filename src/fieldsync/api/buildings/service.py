@@ -16,18 +16,23 @@ from fieldsync.api.buildings.schemas import (
     BuildingOut,
     BuildingSort,
     BuildingUpdate,
+    WorkflowSummary,
 )
 from fieldsync.api.changes import record_change
 from fieldsync.api.organizations.models import Organization
 from fieldsync.api.organizations.repository import OrganizationRepository
 from fieldsync.api.users.models import User, UserStatus
 from fieldsync.api.users.repository import UserRepository
+from fieldsync.contracts import workflows
 from fieldsync.contracts.changes import ChangeOp
 from fieldsync.contracts.identity import Caller, Role
-from fieldsync.kit.errors import Conflict, NotFound, Unauthorized
+from fieldsync.kit.errors import Conflict, FieldsyncError, NotFound, Unauthorized
 from fieldsync.kit.ids import new_public_id
+from fieldsync.kit.logging import get_logger
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.kit.runtime import Runtime
+
+log = get_logger(__name__)
 
 BUILDINGS = "buildings"
 ASSIGNMENTS = "building_assignments"
@@ -54,6 +59,39 @@ def building_out(building: Building) -> BuildingOut:
 def building_data(building: Building) -> dict[str, Any]:
     """The fields a building change carries (what sync clients hold)."""
     return building_out(building).model_dump(mode="json", exclude={"created_at"})
+
+
+DEFAULT_WORKFLOW_TIMEOUT_SECONDS = 2.0
+
+
+async def request_default_workflow(
+    runtime: Runtime, caller: Caller, building_id: uuid.UUID
+) -> WorkflowSummary | None:
+    """Ask the workflows service for the building's default workflow; None if it can't now.
+
+    Idempotent (the key is the building id), so the change-event path that runs later
+    cannot create a second one.
+    """
+    request = workflows.WorkflowCreate(
+        caller=caller,
+        building_scope=None,
+        building_id=building_id,
+        idempotency_key=workflows.default_workflow_key(building_id),
+    )
+    try:
+        created = await runtime.bus.request(
+            workflows.CREATE,
+            request,
+            workflows.WorkflowCreated,
+            timeout=DEFAULT_WORKFLOW_TIMEOUT_SECONDS,
+        )
+    except FieldsyncError as exc:
+        log.warning("default workflow pending", building_id=str(building_id), reason=exc.detail)
+        return None
+    workflow = created.workflow
+    return WorkflowSummary(
+        id=workflow.id, name=workflow.name, status=workflow.status.value, version=workflow.version
+    )
 
 
 @dataclass
@@ -220,7 +258,12 @@ class BuildingService:
             record_id=assignment.uuid,
             organization_id=organization.uuid,
             op=op,
-            data={"building_id": str(building.uuid), "user_id": str(user.uuid)},
+            # The Change contract: a delete carries no data (the record id names it).
+            data=(
+                {"building_id": str(building.uuid), "user_id": str(user.uuid)}
+                if op == ChangeOp.UPSERT
+                else None
+            ),
             version=assignment.version,
             building_id=building.uuid,
         )

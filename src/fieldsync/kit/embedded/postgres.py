@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,11 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         """Initialise (first time) and start the server; reuse one already running."""
-        import pgserver  # heavy import: only when the embedded server is wanted
+        with warnings.catch_warnings():
+            # pgserver picks a lock directory at import; without XDG_RUNTIME_DIR it
+            # falls back to /tmp and says so, which is noise for fieldsync users.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            import pgserver  # heavy import: only when the embedded server is wanted
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         get_server = pgserver.get_server  # type: ignore[attr-defined]

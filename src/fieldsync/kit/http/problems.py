@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -22,6 +23,7 @@ from fieldsync.kit.errors import (
     ValidationFailed,
 )
 from fieldsync.kit.logging import get_logger
+from fieldsync.kit.messaging.codec import validation_failed
 
 log = get_logger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -99,6 +101,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         }
         return problem_response(problem, exc.status_code, dict(exc.headers or {}) or None)
 
+    async def on_model_error(request: Request, exc: Exception) -> Response:
+        # A model built inside an endpoint from request data (e.g. a message to
+        # another service) rejected it: still the client's input, so a 422.
+        assert isinstance(exc, PydanticValidationError)
+        return error_response(validation_failed(exc, "body"), request)
+
     app.add_exception_handler(FieldsyncError, on_fieldsync_error)
+    app.add_exception_handler(PydanticValidationError, on_model_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)

@@ -64,6 +64,8 @@ class OutboxRelay:
                             await self._lead()
                         finally:
                             self.is_leader = False
+                            # The connection goes back to the pool: it must not keep the lock.
+                            await asyncio.shield(self._unlock(lock_connection))
             except Exception as exc:  # database or NATS trouble: step down, try again
                 stop_if_cancelled(exc)
                 log.warning("outbox relay failed; retrying", relay=self.name, error=str(exc))
@@ -78,6 +80,13 @@ class OutboxRelay:
             self.is_leader = True
             log.info("outbox relay leading", relay=self.name)
         return acquired
+
+    async def _unlock(self, connection: AsyncConnection) -> None:
+        try:
+            await connection.scalar(select(func.pg_advisory_unlock(self._key)))
+            await connection.commit()
+        except Exception:  # a broken connection: PostgreSQL releases the lock with it
+            await connection.invalidate()
 
     async def _lead(self) -> None:
         while True:

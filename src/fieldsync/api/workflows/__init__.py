@@ -1,0 +1,1 @@
+"""Workflows over HTTP: the api forwards to the workflows service over NATS."""

@@ -1,0 +1,1 @@
+"""Following the api's buildings: a default workflow per building, cleanup on delete."""

@@ -1,0 +1,147 @@
+"""Following the api's building changes on CHANGES with a durable pull consumer.
+
+- A building upsert gives the building its default workflow, through the same
+  idempotent create as `workflows.create` (key: the building id), on the service's own
+  authority (no caller: the api already decided the building exists).
+- A building delete cancels and soft-deletes the building's workflows and their steps.
+
+Each message is acknowledged after its transaction commits, so a crash redelivers it
+and the idempotent handling makes the second time a no-op. A failure is nak'ed with a
+growing delay; a message that is not a building Change is terminated and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp
+from fieldsync.kit.logging import get_logger
+from fieldsync.kit.messaging import ConsumerSpec
+from fieldsync.kit.runtime import Runtime
+from fieldsync.workflows.state import WorkflowsState
+from fieldsync.workflows.workflows.service import WorkflowService
+
+log = get_logger(__name__)
+
+# The api's collection of buildings (its contract module is not there yet).
+BUILDINGS_COLLECTION = "buildings"
+
+BUILDINGS_CONSUMER = ConsumerSpec(
+    stream=CHANGES_STREAM.name,
+    durable="workflows-buildings",
+    filter_subjects=[f"changes.*.{BUILDINGS_COLLECTION}"],
+    ack_wait_seconds=30.0,
+)
+FETCH_BATCH = 64
+FETCH_TIMEOUT_SECONDS = 1.0
+RETRY_SECONDS = 2.0
+MAX_NAK_DELAY_SECONDS = 60.0
+
+
+class Malformed(Exception):
+    """The message is not a building change this service can act on."""
+
+
+class Message(Protocol):
+    """What the handler needs of a JetStream message (the kit's DurableMessage)."""
+
+    subject: str
+    data: bytes
+
+    @property
+    def delivery_count(self) -> int: ...
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay_seconds: float | None = None) -> None: ...
+
+    async def term(self) -> None: ...
+
+
+def nak_delay(delivery_count: int) -> float:
+    """Seconds before a failed message comes back: 1, 2, 4, ... up to a minute."""
+    return float(min(2 ** max(delivery_count - 1, 0), MAX_NAK_DELAY_SECONDS))
+
+
+def parse(message: Message) -> Change:
+    """The building change a message carries; Malformed when it is anything else."""
+    try:
+        change = Change.model_validate_json(message.data)
+    except ValidationError as exc:
+        raise Malformed(f"not a Change: {exc.error_count()} invalid field(s)") from None
+    parts = message.subject.split(".")
+    if len(parts) != 3 or parts[2] != BUILDINGS_COLLECTION:
+        raise Malformed(f"unexpected subject {message.subject}")
+    if change.collection != BUILDINGS_COLLECTION:
+        raise Malformed(f"a change of {change.collection!r}, not of buildings")
+    if parts[1] != str(change.organization_id):
+        raise Malformed("the subject and the change name different organizations")
+    return change
+
+
+async def apply(state: WorkflowsState, change: Change) -> None:
+    """Bring the building's workflows in line with the change, in one transaction."""
+    async with state.transaction() as session:
+        workflows = WorkflowService(session, state.ids)
+        if change.op is ChangeOp.DELETE:
+            retired = await workflows.retire_building(change.organization_id, change.id)
+            log.info(
+                "building deleted; workflows retired", building_id=str(change.id), count=retired
+            )
+        else:
+            created = await workflows.ensure_default(change.organization_id, change.id)
+            if created:
+                log.info("default workflow created", building_id=str(change.id))
+
+
+async def handle(state: WorkflowsState, message: Message) -> None:
+    """Apply one message, then ack it; nak on failure, term when malformed."""
+    try:
+        change = parse(message)
+    except Malformed as exc:
+        log.error("malformed building change dropped", subject=message.subject, reason=str(exc))
+        await message.term()
+        return
+    try:
+        await apply(state, change)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        delay = nak_delay(message.delivery_count)
+        log.warning(
+            "building change failed; retrying later",
+            building_id=str(change.id),
+            delivery=message.delivery_count,
+            retry_in=delay,
+            error=str(exc) or type(exc).__name__,
+        )
+        await message.nak(delay)
+        return
+    await message.ack()
+
+
+async def follow_buildings(runtime: Runtime) -> None:
+    """Background task: consume building changes until cancelled, reconnecting on trouble."""
+    state = WorkflowsState.of(runtime)
+    jetstream = runtime.bus.jetstream
+    while True:
+        try:
+            await jetstream.ensure_stream(CHANGES_STREAM)
+            await jetstream.ensure_consumer(BUILDINGS_CONSUMER)
+            consumer = await jetstream.pull(BUILDINGS_CONSUMER)
+            try:
+                while True:
+                    for message in await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS):
+                        await handle(state, message)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("building changes consumer failed; restarting", error=str(exc))
+            await asyncio.sleep(RETRY_SECONDS)

@@ -1,0 +1,81 @@
+"""What the service's handlers and tasks work with, and one transaction per message.
+
+The kit's `Router` handlers receive only the request (and its `MessageContext`), so the
+service binds its `WorkflowsState` in a context variable around `Bus.serve`: the bus
+runs every handler in a copy of the context `serve` was called in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.kit.db.engine import Database
+from fieldsync.kit.errors import Conflict, Unavailable
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.runtime import Runtime
+
+SERVICE_NAME = "workflows"
+
+_STATE: contextvars.ContextVar[WorkflowsState] = contextvars.ContextVar("workflows_state")
+
+
+@dataclass(frozen=True)
+class WorkflowsState:
+    """The workflows database and this process's id generator for it."""
+
+    database: Database
+    ids: SnowflakeGenerator
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> WorkflowsState:
+        """The state of a started runtime hosting the workflows service."""
+        return cls(database=runtime.databases[SERVICE_NAME], ids=runtime.ids[SERVICE_NAME])
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session committed when the block succeeds (before any reply is sent)."""
+        async with self.database.sessions() as session:
+            try:
+                yield session
+            except IntegrityError:
+                # A constraint the code did not check first is still the caller's conflict.
+                raise Conflict("the write conflicts with existing data") from None
+            except (DBAPIError, OSError) as exc:
+                if isinstance(exc, OSError) or exc.connection_invalidated:
+                    raise Unavailable("the workflows database cannot be reached") from None
+                raise
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise Conflict("the write conflicts with existing data") from None
+            except (DBAPIError, OSError) as exc:
+                if isinstance(exc, OSError) or exc.connection_invalidated:
+                    raise Unavailable("the workflows database connection was lost") from None
+                raise
+
+
+@contextlib.contextmanager
+def bound(state: WorkflowsState) -> Iterator[None]:
+    """Make `state` the one handlers see, for routers served inside this block."""
+    token = _STATE.set(state)
+    try:
+        yield
+    finally:
+        _STATE.reset(token)
+
+
+def current() -> WorkflowsState:
+    """The state bound when the handler's router was served."""
+    try:
+        return _STATE.get()
+    except LookupError:
+        raise RuntimeError(
+            "the workflows routers were served without a bound WorkflowsState "
+            "(serve them inside `with bound(state):`)"
+        ) from None

@@ -1,0 +1,1 @@
+"""Workflow templates: the steps a new workflow starts with."""

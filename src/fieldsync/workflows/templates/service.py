@@ -1,0 +1,77 @@
+"""The default template every organization starts with, created on its first use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.kit.errors import Conflict
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.workflows.templates.models import WorkflowTemplate, WorkflowTemplateStep
+from fieldsync.workflows.templates.repository import TemplateRepository, TemplateStepRepository
+
+DEFAULT_TEMPLATE_NAME = "Initial inspection"
+# (title, required)
+DEFAULT_STEPS: tuple[tuple[str, bool], ...] = (
+    ("Check site access and safety", True),
+    ("Inspect the structure and exterior", True),
+    ("Inspect utilities: electrical, water, heating", True),
+    ("Photograph defects", False),
+    ("Record findings and recommendations", True),
+)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template and its steps, in order."""
+
+    template: WorkflowTemplate
+    steps: Sequence[WorkflowTemplateStep]
+
+
+async def default_template(
+    *, session: AsyncSession, ids: SnowflakeGenerator, organization_id: uuid.UUID
+) -> Template:
+    """The organization's default template, created with its steps on first use."""
+    templates = TemplateRepository(session, ids)
+    steps = TemplateStepRepository(session, ids)
+    template = await templates.get_default(organization_id)
+    if template is None:
+        try:
+            async with session.begin_nested():
+                template = await _create_default(templates, steps, organization_id)
+        except Conflict:
+            # Another transaction created it first (the unique default index): use theirs.
+            template = await templates.get_default(organization_id)
+            if template is None:
+                raise
+    return Template(template=template, steps=await steps.of_template(template.id))
+
+
+async def _create_default(
+    templates: TemplateRepository, steps: TemplateStepRepository, organization_id: uuid.UUID
+) -> WorkflowTemplate:
+    template = await templates.add(
+        WorkflowTemplate(
+            organization_id=organization_id,
+            name=DEFAULT_TEMPLATE_NAME,
+            is_default=True,
+            deleted_at=None,
+            version=1,
+        )
+    )
+    for position, (title, required) in enumerate(DEFAULT_STEPS):
+        await steps.add(
+            WorkflowTemplateStep(
+                template_id=template.id,
+                position=position,
+                title=title,
+                required=required,
+                deleted_at=None,
+                version=1,
+            )
+        )
+    return template

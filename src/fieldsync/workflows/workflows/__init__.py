@@ -1,0 +1,1 @@
+"""Workflows: one piece of work on one building, and its state machine."""

@@ -1,0 +1,74 @@
+"""SQL for workflows."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import Select, select
+
+from fieldsync.kit.db.repository import Repository
+from fieldsync.kit.pagination import Page, PageRequest
+from fieldsync.workflows.access import Access
+from fieldsync.workflows.locking import Lock, locked
+from fieldsync.workflows.workflows.models import Workflow
+
+
+class WorkflowRepository(Repository[Workflow]):
+    """Workflows, always looked up within the caller's organization and building scope."""
+
+    model = Workflow
+
+    def select_in_scope(self, access: Access) -> Select[Workflow]:
+        """Live workflows the caller may see."""
+        statement = self.select_live().where(Workflow.organization_id == access.organization_id)
+        if access.building_scope is not None:
+            statement = statement.where(Workflow.building_id.in_(access.building_scope))
+        return statement
+
+    async def find(
+        self, access: Access, public_id: uuid.UUID, *, lock: Lock = Lock.NONE
+    ) -> Workflow | None:
+        """A live workflow in scope by public id, or None."""
+        statement = self.select_in_scope(access).where(Workflow.uuid == public_id)
+        found: Workflow | None = await self.session.scalar(locked(statement, lock))
+        return found
+
+    async def find_by_id(
+        self, access: Access, workflow_id: int, *, lock: Lock = Lock.NONE
+    ) -> Workflow | None:
+        """A live workflow in scope by snowflake id, or None."""
+        statement = self.select_in_scope(access).where(Workflow.id == workflow_id)
+        found: Workflow | None = await self.session.scalar(locked(statement, lock))
+        return found
+
+    async def find_by_idempotency_key(
+        self, organization_id: uuid.UUID, key: str
+    ) -> Workflow | None:
+        """The workflow created with `key` in the organization, deleted or not."""
+        found: Workflow | None = await self.session.scalar(
+            select(Workflow).where(
+                Workflow.organization_id == organization_id, Workflow.idempotency_key == key
+            )
+        )
+        return found
+
+    async def page_in_scope(
+        self, access: Access, request: PageRequest, *, building_id: uuid.UUID | None
+    ) -> Page[Workflow]:
+        """Workflows in scope (of one building when given), oldest first."""
+        statement = self.select_in_scope(access)
+        if building_id is not None:
+            statement = statement.where(Workflow.building_id == building_id)
+        return await self.page(statement, request)
+
+    async def lock_live_of_building(
+        self, organization_id: uuid.UUID, building_id: uuid.UUID
+    ) -> Sequence[Workflow]:
+        """A building's live workflows, locked for update."""
+        statement = (
+            self.select_live()
+            .where(Workflow.organization_id == organization_id, Workflow.building_id == building_id)
+            .order_by(Workflow.id)
+        )
+        return (await self.session.scalars(locked(statement, Lock.UPDATE))).all()

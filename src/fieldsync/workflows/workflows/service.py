@@ -1,0 +1,344 @@
+"""Workflow use cases: idempotent create, reads, field updates, the state machine, delete."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.workflows import WorkflowStatus
+from fieldsync.kit.errors import Conflict, Forbidden, NotFound
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.pagination import Page, PageRequest
+from fieldsync.workflows.access import Access
+from fieldsync.workflows.buildings.repository import BuildingRepository
+from fieldsync.workflows.changes import ChangeLog
+from fieldsync.workflows.locking import Lock
+from fieldsync.workflows.steps.models import WorkflowStep
+from fieldsync.workflows.steps.repository import StepRepository
+from fieldsync.workflows.templates.service import default_template
+from fieldsync.workflows.workflows.models import IDEMPOTENCY_CONSTRAINT, Workflow
+from fieldsync.workflows.workflows.repository import WorkflowRepository
+
+TRANSITIONS: dict[WorkflowStatus, tuple[WorkflowStatus, ...]] = {
+    WorkflowStatus.OPEN: (WorkflowStatus.IN_PROGRESS, WorkflowStatus.CANCELLED),
+    WorkflowStatus.IN_PROGRESS: (WorkflowStatus.DONE, WorkflowStatus.CANCELLED),
+    WorkflowStatus.DONE: (WorkflowStatus.IN_PROGRESS,),
+    WorkflowStatus.CANCELLED: (),
+}
+OPEN_STATUSES = frozenset({WorkflowStatus.OPEN, WorkflowStatus.IN_PROGRESS})
+
+
+def allowed_transitions(status: WorkflowStatus, access: Access) -> list[WorkflowStatus]:
+    """The statuses this caller may move a workflow in `status` to."""
+    reopening = status is WorkflowStatus.DONE
+    if reopening and not access.manages:
+        return []
+    return list(TRANSITIONS[status])
+
+
+def workflow_out(workflow: Workflow) -> contract.Workflow:
+    """The public shape of a workflow."""
+    return contract.Workflow(
+        id=workflow.uuid,
+        building_id=workflow.building_id,
+        name=workflow.name,
+        status=WorkflowStatus(workflow.status),
+        assignee_id=workflow.assignee_id,
+        due_date=workflow.due_date,
+        updated_at=workflow.updated_at,
+        version=workflow.version,
+    )
+
+
+def step_out(step: WorkflowStep, workflow: Workflow) -> contract.WorkflowStep:
+    """The public shape of a step."""
+    return contract.WorkflowStep(
+        id=step.uuid,
+        workflow_id=workflow.uuid,
+        title=step.title,
+        position=step.position,
+        done=step.done,
+        value=step.value,
+        completed_by=step.completed_by,
+        completed_at=step.completed_at,
+        required=step.required,
+        version=step.version,
+    )
+
+
+def stale_workflow(workflow: Workflow, expected_version: int) -> Conflict:
+    """The Conflict of a write based on an old version, carrying the current workflow."""
+    return Conflict(
+        f"stale version {expected_version}; the current version is {workflow.version}",
+        current_version=workflow.version,
+        current=workflow_out(workflow).model_dump(mode="json"),
+    )
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    """What a workflow is created with."""
+
+    organization_id: uuid.UUID
+    building_id: uuid.UUID
+    idempotency_key: str
+    name: str | None = None
+    assignee_id: uuid.UUID | None = None
+    due_date: date | None = None
+
+
+@dataclass
+class WorkflowService:
+    """Workflow use cases over one message's session."""
+
+    session: AsyncSession
+    ids: SnowflakeGenerator
+    changes: ChangeLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workflows = WorkflowRepository(self.session, self.ids)
+        self.steps = StepRepository(self.session, self.ids)
+        self.buildings = BuildingRepository(self.session)
+        self.changes = ChangeLog(self.session, self.ids)
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def get(
+        self, access: Access, workflow_id: uuid.UUID, *, lock: Lock = Lock.NONE
+    ) -> Workflow:
+        """A workflow the caller may see; NotFound for any other."""
+        workflow = await self.workflows.find(access, workflow_id, lock=lock)
+        if workflow is None:
+            raise NotFound("no such workflow")
+        return workflow
+
+    async def list(
+        self, access: Access, request: PageRequest, *, building_id: uuid.UUID | None
+    ) -> Page[Workflow]:
+        """Workflows in the caller's scope."""
+        return await self.workflows.page_in_scope(access, request, building_id=building_id)
+
+    # --- create ------------------------------------------------------------------------
+
+    async def create(self, access: Access, new: NewWorkflow) -> tuple[Workflow, bool]:
+        """Create once per idempotency key; the same key again answers the first workflow."""
+        access.require_manager("creating a workflow")
+        if not access.sees(new.building_id):
+            raise NotFound("no such building")
+        workflow, created = await self._create_once(new)
+        if workflow.is_deleted:
+            raise Conflict(
+                "the workflow created with this idempotency key has been deleted",
+                idempotency_key=new.idempotency_key,
+            )
+        return workflow, created
+
+    async def ensure_default(self, organization_id: uuid.UUID, building_id: uuid.UUID) -> bool:
+        """Give a building its default workflow unless it has (or had) one; True if created."""
+        new = NewWorkflow(
+            organization_id=organization_id,
+            building_id=building_id,
+            idempotency_key=contract.default_workflow_key(building_id),
+        )
+        try:
+            _, created = await self._create_once(new)
+        except NotFound:  # the building was deleted meanwhile
+            return False
+        return created
+
+    async def _create_once(self, new: NewWorkflow) -> tuple[Workflow, bool]:
+        existing = await self.workflows.find_by_idempotency_key(
+            new.organization_id, new.idempotency_key
+        )
+        if existing is None:
+            await self.buildings.lock_for_create(new.building_id)
+            if await self.buildings.is_retired(new.organization_id, new.building_id):
+                raise NotFound("the building has been deleted")
+            try:
+                async with self.session.begin_nested():
+                    return await self._create(new), True
+            except Conflict as exc:
+                if exc.extensions.get("constraint") != IDEMPOTENCY_CONSTRAINT:
+                    raise
+            # A concurrent request with the same key committed first: answer its workflow.
+            existing = await self.workflows.find_by_idempotency_key(
+                new.organization_id, new.idempotency_key
+            )
+            if existing is None:  # pragma: no cover - the constraint says it exists
+                raise Conflict("the idempotency key is in use; retry")
+        if existing.building_id != new.building_id:
+            raise Conflict(
+                "this idempotency key was used for another building",
+                idempotency_key=new.idempotency_key,
+            )
+        return existing, False
+
+    async def _create(self, new: NewWorkflow) -> Workflow:
+        template = await default_template(
+            session=self.session, ids=self.ids, organization_id=new.organization_id
+        )
+        workflow = await self.workflows.add(
+            Workflow(
+                organization_id=new.organization_id,
+                building_id=new.building_id,
+                template_id=template.template.id,
+                name=new.name or template.template.name,
+                status=WorkflowStatus.OPEN,
+                assignee_id=new.assignee_id,
+                due_date=new.due_date,
+                idempotency_key=new.idempotency_key,
+                deleted_at=None,
+                version=1,
+            )
+        )
+        steps = [
+            WorkflowStep(
+                workflow_id=workflow.id,
+                title=step.title,
+                position=step.position,
+                required=step.required,
+                done=False,
+                value=None,
+                completed_by=None,
+                completed_at=None,
+                deleted_at=None,
+                version=1,
+            )
+            for step in template.steps
+        ]
+        await self.steps.add_all(steps)
+        await self.record(workflow)
+        for step in steps:
+            await self.record_step(step, workflow)
+        return workflow
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def update(self, access: Access, request: contract.WorkflowUpdate) -> Workflow:
+        """Change a workflow's name, assignee or due date."""
+        access.require_manager("changing a workflow")
+        workflow = await self.get(access, request.id, lock=Lock.UPDATE)
+        if request.version != workflow.version:
+            raise stale_workflow(workflow, request.version)
+        changed = {
+            name: value
+            for name, value in request.given("name", "assignee_id", "due_date").items()
+            if getattr(workflow, name) != value
+        }
+        if changed:
+            await self.workflows.update(workflow, expected_version=request.version, **changed)
+            await self.record(workflow)
+        return workflow
+
+    async def transition(self, access: Access, request: contract.WorkflowTransition) -> Workflow:
+        """Move a workflow along the state machine."""
+        workflow = await self.get(access, request.id, lock=Lock.UPDATE)
+        if request.version != workflow.version:
+            raise stale_workflow(workflow, request.version)
+        status = WorkflowStatus(workflow.status)
+        if request.status not in TRANSITIONS[status]:
+            raise Conflict(
+                f"a workflow cannot go from {status} to {request.status}",
+                status=status,
+                allowed=allowed_transitions(status, access),
+            )
+        if status is WorkflowStatus.DONE and not access.manages:
+            raise Forbidden("reopening a done workflow requires the manager or admin role")
+        if request.status is WorkflowStatus.DONE:
+            incomplete = await self.steps.incomplete_required(workflow.id)
+            if incomplete:
+                raise Conflict(
+                    f"{len(incomplete)} required step(s) are not done",
+                    incomplete_steps=[str(step.uuid) for step in incomplete],
+                )
+        await self.workflows.update(
+            workflow, expected_version=request.version, status=request.status
+        )
+        await self.record(workflow)
+        return workflow
+
+    async def delete(self, access: Access, request: contract.WorkflowDelete) -> Workflow:
+        """Soft-delete a workflow and its steps."""
+        access.require_manager("deleting a workflow")
+        workflow = await self.get(access, request.id, lock=Lock.UPDATE)
+        if request.version != workflow.version:
+            raise stale_workflow(workflow, request.version)
+        await self._delete(workflow)
+        return workflow
+
+    async def retire_building(self, organization_id: uuid.UUID, building_id: uuid.UUID) -> int:
+        """A building was deleted: cancel and soft-delete its workflows; how many there were."""
+        await self.buildings.lock_for_retire(building_id)
+        await self.buildings.retire(organization_id, building_id)
+        workflows = await self.workflows.lock_live_of_building(organization_id, building_id)
+        for workflow in workflows:
+            if workflow.status in OPEN_STATUSES:
+                workflow.status = WorkflowStatus.CANCELLED
+            await self._delete(workflow)
+        return len(workflows)
+
+    async def _delete(self, workflow: Workflow) -> None:
+        steps: Sequence[WorkflowStep] = await self.steps.of_workflow(workflow.id)
+        await self.workflows.soft_delete(workflow, expected_version=None)
+        for step in steps:
+            step.deleted_at = workflow.deleted_at
+        await self.steps.flush()
+        await self.record(workflow)
+        for step in steps:
+            await self.record_step(step, workflow)
+
+    # --- changes -----------------------------------------------------------------------
+
+    async def record(self, workflow: Workflow) -> None:
+        """Append the workflow's change (upsert, or delete once soft-deleted) to the outbox."""
+        if workflow.deleted_at is not None:
+            await self.changes.delete(
+                contract.WORKFLOWS_COLLECTION,
+                organization_id=workflow.organization_id,
+                building_id=workflow.building_id,
+                record_id=workflow.uuid,
+                version=workflow.version,
+                occurred_at=workflow.deleted_at,
+            )
+            return
+        await self.changes.upsert(
+            contract.WORKFLOWS_COLLECTION,
+            organization_id=workflow.organization_id,
+            building_id=workflow.building_id,
+            record=workflow_out(workflow),
+            record_id=workflow.uuid,
+            version=workflow.version,
+            occurred_at=workflow.updated_at,
+        )
+
+    async def record_step(self, step: WorkflowStep, workflow: Workflow) -> None:
+        """Append the step's change to the outbox."""
+        await record_step(self.changes, step, workflow)
+
+
+async def record_step(changes: ChangeLog, step: WorkflowStep, workflow: Workflow) -> None:
+    """Append a step's change (upsert, or delete once soft-deleted) to the outbox."""
+    if step.deleted_at is not None:
+        await changes.delete(
+            contract.STEPS_COLLECTION,
+            organization_id=workflow.organization_id,
+            building_id=workflow.building_id,
+            record_id=step.uuid,
+            version=step.version,
+            occurred_at=step.deleted_at,
+        )
+        return
+    await changes.upsert(
+        contract.STEPS_COLLECTION,
+        organization_id=workflow.organization_id,
+        building_id=workflow.building_id,
+        record=step_out(step, workflow),
+        record_id=step.uuid,
+        version=step.version,
+        occurred_at=step.updated_at,
+    )

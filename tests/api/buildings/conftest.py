@@ -1,0 +1,187 @@
+"""Helpers for the buildings tests: creating buildings, walking pages, reading CHANGES."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+
+from fieldsync.api.models import outbox
+from fieldsync.contracts.changes import CHANGES_STREAM, Change
+from fieldsync.kit.messaging import ConsumerSpec
+from fieldsync.kit.messaging.jetstream import PullConsumer
+from fieldsync.kit.runtime import Runtime
+from tests.api.conftest import Account
+
+BUILDINGS = "/api/v1/buildings"
+
+
+def building_url(building_id: str) -> str:
+    return f"{BUILDINGS}/{building_id}"
+
+
+def assignee_url(building_id: str, user_id: str) -> str:
+    return f"{BUILDINGS}/{building_id}/assignees/{user_id}"
+
+
+async def create_building(
+    client: httpx.AsyncClient, account: Account, **fields: Any
+) -> dict[str, Any]:
+    """POST a building (name defaults to a unique one); returns the created body."""
+    fields.setdefault("name", f"Building {secrets.token_hex(3)}")
+    response = await client.post(BUILDINGS, json=fields, headers=account.auth)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def get_building(
+    client: httpx.AsyncClient, account: Account, building_id: str
+) -> dict[str, Any]:
+    response = await client.get(building_url(building_id), headers=account.auth)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def walk(
+    client: httpx.AsyncClient, account: Account, path: str, **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a paged list, following next_cursor (at most 50 pages)."""
+    limit = params.get("limit")
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(50):
+        query = dict(params)
+        if cursor is not None:
+            query["cursor"] = cursor
+        response = await client.get(path, params=query, headers=account.auth)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        if limit is not None:
+            assert len(page["items"]) <= limit
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+        assert page["items"], "a page with a next_cursor must not be empty"
+    raise AssertionError("more than 50 pages: the cursor does not advance")
+
+
+async def listed_ids(client: httpx.AsyncClient, account: Account, **params: Any) -> list[str]:
+    """Ids of every building `account` sees in the list (all pages)."""
+    return [item["id"] for item in await walk(client, account, BUILDINGS, **params)]
+
+
+class ChangeFeed:
+    """The Changes of one organization in CHANGES, read through a durable pull consumer."""
+
+    def __init__(self, consumer: PullConsumer) -> None:
+        self._consumer = consumer
+        self.changes: list[Change] = []
+        self.subjects: list[str] = []
+        self.message_ids: list[int] = []
+
+    async def _fetch(self) -> int:
+        """One fetch (waits at most half a second); how many messages it brought."""
+        messages = await self._consumer.fetch(100, timeout=0.5)
+        for message in messages:
+            self.changes.append(Change.model_validate_json(message.data))
+            self.subjects.append(message.subject)
+            self.message_ids.append(int(message.headers["Nats-Msg-Id"]))
+            await message.ack()
+        return len(messages)
+
+    async def wait_for(
+        self, condition: Callable[[list[Change]], bool], *, timeout: float = 10.0
+    ) -> list[Change]:
+        """Fetch until `condition(changes so far)` holds; TimeoutError after `timeout`."""
+        async with asyncio.timeout(timeout):
+            while not condition(self.changes):
+                await self._fetch()
+        return self.changes
+
+    async def wait_for_count(
+        self, collection: str, count: int, *, timeout: float = 10.0
+    ) -> list[Change]:
+        """The first `count` Changes of `collection`, once that many have arrived."""
+
+        def enough(changes: list[Change]) -> bool:
+            return sum(change.collection == collection for change in changes) >= count
+
+        await self.wait_for(enough, timeout=timeout)
+        return [change for change in self.changes if change.collection == collection]
+
+    async def drain(self, *, timeout: float = 10.0) -> list[Change]:
+        """Fetch until a fetch comes back empty.
+
+        Only meaningful for messages known to be stored already (e.g. another feed
+        has read them): then an empty fetch means none of them is for this consumer.
+        """
+        async with asyncio.timeout(timeout):
+            while await self._fetch():
+                pass
+        return self.changes
+
+
+OpenFeed = Callable[[str], Awaitable[ChangeFeed]]
+
+
+@pytest.fixture
+async def change_feed(runtime: Runtime) -> AsyncIterator[OpenFeed]:
+    """Open a feed of one organization's Changes (a fresh durable consumer each time)."""
+    consumers: list[PullConsumer] = []
+
+    async def open_feed(organization_id: str) -> ChangeFeed:
+        jetstream = runtime.bus.jetstream
+        # The relay declares the stream when it starts; declaring it here too (the same
+        # spec) means the consumer never races the relay's first run.
+        await jetstream.ensure_stream(CHANGES_STREAM)
+        spec = ConsumerSpec(
+            stream=CHANGES_STREAM.name,
+            durable=f"buildings_test_{secrets.token_hex(6)}",
+            filter_subjects=[f"changes.{organization_id}.>"],
+        )
+        await jetstream.ensure_consumer(spec)
+        consumer = await jetstream.pull(spec)
+        consumers.append(consumer)
+        return ChangeFeed(consumer)
+
+    yield open_feed
+    for consumer in consumers:
+        await consumer.close()
+
+
+async def outbox_rows(runtime: Runtime, organization_id: str) -> list[Any]:
+    """The api outbox rows of one organization's changes, in id order."""
+    async with runtime.databases["api"].engine.connect() as connection:
+        result = await connection.execute(
+            select(outbox.c.id, outbox.c.subject, outbox.c.payload, outbox.c.published_at)
+            .where(outbox.c.subject.like(f"changes.{organization_id}.%"))
+            .order_by(outbox.c.id)
+        )
+        return list(result.all())
+
+
+async def wait_until_published(
+    runtime: Runtime, organization_id: str, *, count: int, timeout: float = 10.0
+) -> list[Any]:
+    """Poll the outbox until `count` rows of the organization exist, all published."""
+    async with asyncio.timeout(timeout):
+        while True:
+            rows = await outbox_rows(runtime, organization_id)
+            if len(rows) >= count and all(row.published_at is not None for row in rows):
+                return rows
+            await asyncio.sleep(0.05)
+
+
+def payload_of(row: Any) -> dict[str, Any]:
+    """An outbox row's Change, as JSON."""
+    decoded: dict[str, Any] = orjson.loads(bytes(row.payload))
+    return decoded

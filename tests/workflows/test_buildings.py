@@ -1,0 +1,275 @@
+"""The buildings consumer: building changes on CHANGES keep each building's workflows right."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import nats
+import nats.js.errors
+import pytest
+from nats.js import JetStreamContext
+
+from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, change_subject
+from fieldsync.contracts.workflows import WorkflowStatus
+from fieldsync.kit.db.engine import Database
+from fieldsync.kit.embedded.nats import NatsEndpoints
+from fieldsync.kit.errors import NotFound
+from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.messaging import Bus
+from fieldsync.kit.runtime import Runtime
+from fieldsync.workflows.buildings.consumer import (
+    BUILDINGS_COLLECTION,
+    BUILDINGS_CONSUMER,
+    handle,
+    nak_delay,
+)
+from fieldsync.workflows.service import STATE_RESOURCE
+from fieldsync.workflows.state import WorkflowsState
+from fieldsync.workflows.templates.service import DEFAULT_STEPS, DEFAULT_TEMPLATE_NAME
+from tests.workflows.support import Client, Org, eventually, rows
+
+
+@pytest.fixture
+async def admin(nats_server: NatsEndpoints) -> AsyncIterator[JetStreamContext]:
+    """A plain nats-py JetStream context, to read the consumer's progress."""
+    client = await nats.connect(nats_server.url, name="workflows-test-admin")
+    yield client.jetstream()
+    await client.close()
+
+
+@dataclass
+class Buildings:
+    """Publishes building changes of one organization the way the api's relay does."""
+
+    bus: Bus
+    admin: JetStreamContext
+    org: Org = field(default_factory=Org)
+    versions: dict[uuid.UUID, int] = field(default_factory=dict)
+
+    def change(self, building_id: uuid.UUID, op: ChangeOp) -> Change:
+        version = self.versions.get(building_id, 0) + 1
+        self.versions[building_id] = version
+        return Change(
+            collection=BUILDINGS_COLLECTION,
+            id=building_id,
+            organization_id=self.org.id,
+            op=op,
+            data=None if op is ChangeOp.DELETE else {"id": str(building_id), "name": "Depot"},
+            version=version,
+            building_id=building_id,
+            occurred_at=datetime.now(UTC),
+        )
+
+    async def publish(self, payload: Change | bytes, subject: str | None = None) -> int:
+        """Store a message in CHANGES (a fresh message id each time); its stream sequence."""
+        acknowledged = await self.bus.jetstream.publish(
+            subject or change_subject(self.org.id, BUILDINGS_COLLECTION),
+            payload.model_dump_json().encode() if isinstance(payload, Change) else payload,
+            message_id=secrets.token_hex(8),
+        )
+        return acknowledged.sequence
+
+    async def handled(self, sequence: int) -> None:
+        """Wait until the consumer has settled every message up to `sequence`."""
+
+        async def settled() -> bool:
+            info = await self.admin.consumer_info(CHANGES_STREAM.name, BUILDINGS_CONSUMER.durable)
+            return info.ack_floor.stream_seq >= sequence and info.num_ack_pending == 0
+
+        await eventually(settled, timeout=30.0)
+
+    async def caught_up(self) -> None:
+        """Wait until the consumer exists and has settled everything in the stream so far
+        (in a whole-suite run, the api's tests publish building changes too)."""
+
+        async def idle() -> bool:
+            try:
+                info = await self.admin.consumer_info(
+                    CHANGES_STREAM.name, BUILDINGS_CONSUMER.durable
+                )
+            except nats.js.errors.NotFoundError:
+                return False
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(idle, timeout=60.0)
+
+
+@pytest.fixture
+async def buildings(bus: Bus, admin: JetStreamContext, workflows_runtime: Runtime) -> Buildings:
+    await bus.jetstream.ensure_stream(CHANGES_STREAM)
+    buildings = Buildings(bus, admin)
+    await buildings.caught_up()
+    return buildings
+
+
+async def test_a_new_building_gets_exactly_one_default_workflow(
+    buildings: Buildings, workflows: Client
+) -> None:
+    org, building = buildings.org, uuid.uuid4()
+    upsert = buildings.change(building, ChangeOp.UPSERT)
+    await buildings.handled(await buildings.publish(upsert))
+
+    listed = (await workflows.list(org.manager, building_id=building)).items
+    assert len(listed) == 1
+    workflow = listed[0]
+    assert (workflow.name, workflow.status) == (DEFAULT_TEMPLATE_NAME, WorkflowStatus.OPEN)
+    steps = await workflows.steps(org.manager, workflow.id)
+    assert [(step.title, step.required) for step in steps] == list(DEFAULT_STEPS)
+
+    # The same change again (a redelivery), and a later edit of the building: still one.
+    await buildings.publish(upsert)
+    await buildings.handled(await buildings.publish(buildings.change(building, ChangeOp.UPSERT)))
+    assert (await workflows.list(org.manager, building_id=building)).items == [workflow]
+
+    # The api's own create of the default workflow finds the same one.
+    again = await workflows.create_reply(
+        org.manager, building, key=contract.default_workflow_key(building)
+    )
+    assert (again.workflow, again.created) == (workflow, False)
+
+
+async def test_the_consumer_and_the_api_racing_make_one_workflow(
+    buildings: Buildings, workflows: Client
+) -> None:
+    org, building = buildings.org, uuid.uuid4()
+    created = await workflows.create(
+        org.manager, building, key=contract.default_workflow_key(building)
+    )
+    await buildings.handled(await buildings.publish(buildings.change(building, ChangeOp.UPSERT)))
+    assert (await workflows.list(org.manager, building_id=building)).items == [created]
+
+
+async def test_a_deleted_building_has_its_workflows_cancelled_and_deleted(
+    buildings: Buildings, workflows: Client, database: Database
+) -> None:
+    org, building, neighbour = buildings.org, uuid.uuid4(), uuid.uuid4()
+    await buildings.publish(buildings.change(neighbour, ChangeOp.UPSERT))
+    await buildings.handled(await buildings.publish(buildings.change(building, ChangeOp.UPSERT)))
+    default = (await workflows.list(org.manager, building_id=building)).items[0]
+    started = await workflows.transition(
+        org.manager, await workflows.create(org.manager, building), WorkflowStatus.IN_PROGRESS
+    )
+    finished = await workflows.create(org.manager, building)
+    for step in await workflows.steps(org.manager, finished.id):
+        await workflows.update_step(org.manager, step, done=True)
+    finished = await workflows.transition(org.manager, finished, WorkflowStatus.IN_PROGRESS)
+    finished = await workflows.transition(org.manager, finished, WorkflowStatus.DONE)
+
+    await buildings.handled(await buildings.publish(buildings.change(building, ChangeOp.DELETE)))
+
+    assert (await workflows.list(org.manager, building_id=building)).items == []
+    stored = await rows(
+        database,
+        "SELECT uuid, status, deleted_at IS NOT NULL FROM workflows"
+        " WHERE organization_id = :org AND building_id = :building",
+        org=org.id,
+        building=building,
+    )
+    assert sorted(stored) == sorted(
+        [
+            (default.id, "cancelled", True),
+            (started.id, "cancelled", True),
+            (finished.id, "done", True),  # finished work stays finished, but goes away
+        ]
+    )
+    live_steps = await rows(
+        database,
+        "SELECT count(*) FROM workflow_steps s JOIN workflows w ON w.id = s.workflow_id"
+        " WHERE w.building_id = :building AND s.deleted_at IS NULL",
+        building=building,
+    )
+    assert live_steps == [(0,)]
+    # The neighbour is untouched.
+    assert len((await workflows.list(org.manager, building_id=neighbour)).items) == 1
+
+    # A late upsert of the deleted building does not bring a workflow back, nor does the api.
+    await buildings.handled(await buildings.publish(buildings.change(building, ChangeOp.UPSERT)))
+    assert (await workflows.list(org.manager, building_id=building)).items == []
+    with pytest.raises(NotFound):
+        await workflows.create(org.manager, building)
+
+
+async def test_a_delete_handled_before_the_upsert_wins(
+    buildings: Buildings, workflows: Client
+) -> None:
+    org, building = buildings.org, uuid.uuid4()
+    upsert = buildings.change(building, ChangeOp.UPSERT)
+    delete = buildings.change(building, ChangeOp.DELETE)
+    await buildings.publish(delete)
+    await buildings.handled(await buildings.publish(upsert))
+    assert (await workflows.list(org.manager, building_id=building)).items == []
+
+
+async def test_malformed_messages_are_dropped_and_the_rest_handled(
+    buildings: Buildings, workflows: Client
+) -> None:
+    org, building = buildings.org, uuid.uuid4()
+    wrong_collection = buildings.change(building, ChangeOp.UPSERT).model_copy(
+        update={"collection": "rooms"}
+    )
+    other_org = buildings.change(building, ChangeOp.UPSERT).model_copy(
+        update={"organization_id": uuid.uuid4()}
+    )
+    await buildings.publish(b"{not json")
+    await buildings.publish(b'{"collection": "buildings"}')
+    await buildings.publish(wrong_collection)
+    await buildings.publish(other_org)
+    last = await buildings.publish(buildings.change(building, ChangeOp.UPSERT))
+
+    await buildings.handled(last)
+    assert len((await workflows.list(org.manager, building_id=building)).items) == 1
+    assert (await workflows.list(Org(id=other_org.organization_id).manager)).items == []
+
+
+class FakeMessage:
+    """Records what the handler did with a message."""
+
+    def __init__(self, payload: bytes, subject: str, delivery_count: int = 1) -> None:
+        self.subject = subject
+        self.data = payload
+        self._delivery_count = delivery_count
+        self.outcome: tuple[str, float | None] | None = None
+
+    @property
+    def delivery_count(self) -> int:
+        return self._delivery_count
+
+    async def ack(self) -> None:
+        self.outcome = ("ack", None)
+
+    async def nak(self, delay_seconds: float | None = None) -> None:
+        self.outcome = ("nak", delay_seconds)
+
+    async def term(self) -> None:
+        self.outcome = ("term", None)
+
+
+async def test_a_failure_is_naked_with_a_growing_delay(
+    buildings: Buildings, workflows_runtime: Runtime
+) -> None:
+    change = buildings.change(uuid.uuid4(), ChangeOp.UPSERT)
+    subject = change_subject(change.organization_id, BUILDINGS_COLLECTION)
+    unreachable = Database("postgresql://postgres@127.0.0.1:1/nowhere", name="down", pool_size=1)
+    broken = WorkflowsState(database=unreachable, ids=SnowflakeGenerator(1))
+    try:
+        for delivery, delay in ((1, 1.0), (2, 2.0), (4, 8.0), (30, 60.0)):
+            message = FakeMessage(change.model_dump_json().encode(), subject, delivery)
+            await handle(broken, message)
+            assert message.outcome == ("nak", delay)
+            assert nak_delay(delivery) == delay
+    finally:
+        await unreachable.dispose()
+
+    state = workflows_runtime.resources[STATE_RESOURCE]
+    assert isinstance(state, WorkflowsState)
+    healthy = FakeMessage(change.model_dump_json().encode(), subject)
+    await handle(state, healthy)
+    assert healthy.outcome == ("ack", None)
+    garbage = FakeMessage(b"\xff", subject)
+    await handle(state, garbage)
+    assert garbage.outcome == ("term", None)
