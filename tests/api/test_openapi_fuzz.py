@@ -23,7 +23,9 @@ from tests.conftest import FAST_PASSWORD_HASHING
 from tests.processes import Running, clean_env
 
 
-@pytest.fixture(scope="session")
+# Module scope: the workflows replica must be gone before other modules count the
+# subscribers of queue group `workflows` on the shared NATS server.
+@pytest.fixture(scope="module")
 def api_process(
     nats_server: NatsEndpoints,
     api_database_url: str,
@@ -62,7 +64,7 @@ def api_process(
     assert workflows_code == 0, "\n".join(workflows.lines)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def admin_token(api_process: str) -> str:
     """An access token of an admin in a new organization."""
     response = httpx.post(
@@ -80,7 +82,7 @@ def admin_token(api_process: str) -> str:
     return token
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api_schema(api_process: str) -> schemathesis.BaseSchema:
     """The live OpenAPI document of the replica."""
     return schemathesis.openapi.from_url(f"{api_process}/openapi.json")

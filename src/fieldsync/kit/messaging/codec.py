@@ -7,14 +7,27 @@ the error code and a JSON body `{"detail": ..., "extensions": {...}}`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fieldsync.kit.errors import FieldsyncError, ValidationFailed, error_from_code
 
 ERROR_HEADER = "Fieldsync-Error"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def encode_model(model: BaseModel) -> bytes:
+    """The model's JSON: `model_dump_json().encode()` without the str round trip."""
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def decode_model(model_type: type[ModelT], data: bytes) -> ModelT:
+    """`model_type.model_validate_json(data)`, minus that method's argument checks."""
+    model: ModelT = model_type.__pydantic_validator__.validate_json(data)
+    return model
 
 
 def encode_error(error: FieldsyncError) -> tuple[bytes, dict[str, str]]:
