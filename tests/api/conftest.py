@@ -17,8 +17,11 @@ import jwt
 import pytest
 
 from fieldsync.kit.http.app import create_app
-from fieldsync.kit.runtime import Runtime
+from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
+from fieldsync.workflows.service import SERVICE as WORKFLOWS
+from fieldsync.workflows.service import STATE_RESOURCE
+from tests.waiting import until
 
 STRONG_PASSWORD = "correct horse battery staple 42"
 PROBLEM_JSON = "application/problem+json"
@@ -200,3 +203,29 @@ def create_user(client: httpx.AsyncClient) -> CreateUser:
         return Account(address, password, body["access_token"], body["refresh_token"])
 
     return add
+
+
+@pytest.fixture
+async def start_workflows(
+    settings: Settings, endpoints: Endpoints, workflows_database_url: str
+) -> AsyncIterator[Callable[[], Awaitable[Runtime]]]:
+    """Start a workflows runtime on the test NATS (stopped after the test)."""
+    started: list[Runtime] = []
+
+    async def start() -> Runtime:
+        workflows_endpoints = Endpoints(
+            nats_url=endpoints.nats_url,
+            nats_monitor_url=endpoints.nats_monitor_url,
+            database_urls={"workflows": workflows_database_url},
+            redis_url=endpoints.redis_url,
+        )
+        runtime = Runtime(settings, workflows_endpoints, [WORKFLOWS])
+        await runtime.start()
+        started.append(runtime)
+        # Its handlers subscribe from a background task: wait until they have.
+        await until(lambda: STATE_RESOURCE in runtime.resources)
+        return runtime
+
+    yield start
+    for runtime in started:
+        await runtime.stop()

@@ -8,17 +8,13 @@ the workflow; the direct request path finds the same one).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import httpx
-import pytest
 from prometheus_client import REGISTRY
 
 from fieldsync.contracts import workflows as contract
 from fieldsync.kit.runtime import Endpoints, Runtime
-from fieldsync.kit.settings import Settings
-from fieldsync.workflows.service import SERVICE as WORKFLOWS
 from tests.api.conftest import Register
 from tests.workflows.support import eventually
 
@@ -29,29 +25,6 @@ def no_responders_count() -> float:
         {"subject": contract.CREATE, "outcome": "no-responders"},
     )
     return value or 0.0
-
-
-@pytest.fixture
-async def start_workflows(
-    settings: Settings, endpoints: Endpoints, workflows_database_url: str, tmp_path: Path
-) -> AsyncIterator[object]:
-    started: list[Runtime] = []
-
-    async def start() -> Runtime:
-        workflows_endpoints = Endpoints(
-            nats_url=endpoints.nats_url,
-            nats_monitor_url=endpoints.nats_monitor_url,
-            database_urls={"workflows": workflows_database_url},
-            redis_url=endpoints.redis_url,
-        )
-        runtime = Runtime(settings, workflows_endpoints, [WORKFLOWS])
-        await runtime.start()
-        started.append(runtime)
-        return runtime
-
-    yield start
-    for runtime in started:
-        await runtime.stop()
 
 
 async def workflows_of(
@@ -66,7 +39,10 @@ async def workflows_of(
 
 
 async def test_pending_while_down_then_exactly_one_workflow(
-    client: httpx.AsyncClient, register: Register, start_workflows: object, endpoints: Endpoints
+    client: httpx.AsyncClient,
+    register: Register,
+    start_workflows: Callable[[], Awaitable[Runtime]],
+    endpoints: Endpoints,
 ) -> None:
     monitor_url = endpoints.nats_monitor_url
     assert monitor_url is not None
@@ -82,7 +58,7 @@ async def test_pending_while_down_then_exactly_one_workflow(
     # "No responders", answered at once, not a wait for the 2 s deadline.
     assert no_responders_count() == before + 1
 
-    await start_workflows()  # type: ignore[operator]
+    await start_workflows()
     await eventually(lambda: _has_workflows(client, admin.auth, building["id"], 1), timeout=60)
 
     # With the service up, a new building gets its workflow in the response, and the
