@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
@@ -17,6 +18,28 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from fieldsync.kit.db.engine import async_url
 from fieldsync.kit.embedded.nats import NatsEndpoints, free_port
 from tests.processes import FIELDSYNC, Running, clean_env
+
+
+def demo_workflow_statuses(base_url: str, data_dir: Path) -> set[str]:
+    """Statuses of the demo organization's workflows, read through the API as its admin."""
+    admin = json.loads((data_dir / "demo-logins.json").read_text())[0]
+    login = httpx.post(
+        f"{base_url}/api/v1/auth/login",
+        json={"email": admin["email"], "password": admin["password"]},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    buildings = httpx.get(f"{base_url}/api/v1/buildings?limit=200", headers=auth, timeout=30).json()
+    assert len(buildings["items"]) == 12
+    statuses = set()
+    for building in buildings["items"]:
+        workflows = httpx.get(
+            f"{base_url}/api/v1/buildings/{building['id']}/workflows", headers=auth, timeout=30
+        ).json()
+        assert len(workflows["items"]) == 1
+        statuses.add(workflows["items"][0]["status"])
+    return statuses
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -76,6 +99,12 @@ def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir:
         # The demo organization was seeded through the API and its logins printed.
         assert any("demo logins" in line for line in first.lines)
         assert (data_dir / "demo-logins.json").stat().st_mode & 0o777 == 0o600
+        assert demo_workflow_statuses(f"http://127.0.0.1:{port}", data_dir) == {
+            "open",
+            "in_progress",
+            "done",
+            "cancelled",
+        }
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200
         database_url = f"postgresql://postgres@/fieldsync_api?host={data_dir / 'postgres'}"
