@@ -1,50 +1,19 @@
-"""The api's side of the change backbone: outbox entries for its syncable records."""
+"""The api's side of the change backbone: its outbox and the relay that publishes it."""
 
 from __future__ import annotations
-
-import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.api.models import outbox
-from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, change_subject
+from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog
 from fieldsync.kit.ids import SnowflakeGenerator
-from fieldsync.kit.outbox import OutboxRelay, append
+from fieldsync.kit.outbox import OutboxRelay
 from fieldsync.kit.runtime import Runtime
 
 
-async def record_change(
-    session: AsyncSession,
-    ids: SnowflakeGenerator,
-    *,
-    collection: str,
-    record_id: uuid.UUID,
-    organization_id: uuid.UUID,
-    op: ChangeOp,
-    data: dict[str, Any] | None,
-    version: int,
-    building_id: uuid.UUID | None,
-) -> None:
-    """Append a change to the outbox in the caller's transaction."""
-    change = Change(
-        collection=collection,
-        id=record_id,
-        organization_id=organization_id,
-        op=op,
-        data=data,
-        version=version,
-        building_id=building_id,
-        occurred_at=datetime.now(UTC),
-    )
-    await append(
-        session,
-        outbox,
-        ids,
-        subject=change_subject(organization_id, collection),
-        payload=change.model_dump_json().encode(),
-    )
+def change_log(session: AsyncSession, ids: SnowflakeGenerator) -> ChangeLog:
+    """Where the api records changes to its syncable records, in the caller's transaction."""
+    return ChangeLog(session, outbox, ids)
 
 
 async def relay_outbox(runtime: Runtime) -> None:

@@ -8,13 +8,17 @@ row id as `Nats-Msg-Id`.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging.jetstream import StreamSpec
+from fieldsync.kit.outbox import append
 
 # Ten minutes of dedupe: a relay restarted within it republishes nothing twice.
 CHANGES_STREAM = StreamSpec(name="CHANGES", subjects=["changes.>"], duplicate_window_seconds=600)
@@ -43,3 +47,42 @@ class Change(BaseModel):
 def change_subject(organization_id: uuid.UUID, collection: str) -> str:
     """The CHANGES subject of a collection's changes in one organization."""
     return f"changes.{organization_id}.{collection}"
+
+
+class ChangeLog:
+    """Appends the changes of one transaction to an owner service's outbox."""
+
+    def __init__(self, session: AsyncSession, outbox: Table, ids: SnowflakeGenerator) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.ids = ids
+
+    async def record(
+        self,
+        collection: str,
+        *,
+        record_id: uuid.UUID,
+        organization_id: uuid.UUID,
+        building_id: uuid.UUID | None,
+        version: int,
+        data: dict[str, Any] | None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """The record after the write: its public fields, or None once it is deleted."""
+        change = Change(
+            collection=collection,
+            id=record_id,
+            organization_id=organization_id,
+            op=ChangeOp.UPSERT if data is not None else ChangeOp.DELETE,
+            data=data,
+            version=version,
+            building_id=building_id,
+            occurred_at=occurred_at or datetime.now(UTC),
+        )
+        await append(
+            self.session,
+            self.outbox,
+            self.ids,
+            subject=change_subject(organization_id, collection),
+            payload=change.model_dump_json().encode(),
+        )

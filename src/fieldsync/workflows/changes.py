@@ -4,16 +4,13 @@ publishes the outbox to JetStream CHANGES."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import datetime
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, change_subject
+from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.logging import get_logger
-from fieldsync.kit.outbox import OutboxRelay, append
+from fieldsync.kit.outbox import OutboxRelay
 from fieldsync.kit.runtime import Runtime
 from fieldsync.workflows.models import outbox
 from fieldsync.workflows.state import SERVICE_NAME, WorkflowsState
@@ -23,70 +20,9 @@ log = get_logger(__name__)
 RETRY_SECONDS = 2.0
 
 
-class ChangeLog:
-    """Appends the changes of one transaction to the workflows outbox."""
-
-    def __init__(self, session: AsyncSession, ids: SnowflakeGenerator) -> None:
-        self.session = session
-        self.ids = ids
-
-    async def upsert(
-        self,
-        collection: str,
-        *,
-        organization_id: uuid.UUID,
-        building_id: uuid.UUID,
-        record: BaseModel,
-        record_id: uuid.UUID,
-        version: int,
-        occurred_at: datetime,
-    ) -> None:
-        """The record as it is after the write (its public fields)."""
-        await self._append(
-            Change(
-                collection=collection,
-                id=record_id,
-                organization_id=organization_id,
-                op=ChangeOp.UPSERT,
-                data=record.model_dump(mode="json"),
-                version=version,
-                building_id=building_id,
-                occurred_at=occurred_at,
-            )
-        )
-
-    async def delete(
-        self,
-        collection: str,
-        *,
-        organization_id: uuid.UUID,
-        building_id: uuid.UUID,
-        record_id: uuid.UUID,
-        version: int,
-        occurred_at: datetime,
-    ) -> None:
-        """The record is gone (soft-deleted)."""
-        await self._append(
-            Change(
-                collection=collection,
-                id=record_id,
-                organization_id=organization_id,
-                op=ChangeOp.DELETE,
-                data=None,
-                version=version,
-                building_id=building_id,
-                occurred_at=occurred_at,
-            )
-        )
-
-    async def _append(self, change: Change) -> None:
-        await append(
-            self.session,
-            outbox,
-            self.ids,
-            subject=change_subject(change.organization_id, change.collection),
-            payload=change.model_dump_json().encode(),
-        )
+def change_log(session: AsyncSession, ids: SnowflakeGenerator) -> ChangeLog:
+    """Where workflows records changes to its syncable records, in the caller's transaction."""
+    return ChangeLog(session, outbox, ids)
 
 
 async def relay_outbox(runtime: Runtime) -> None:

@@ -56,6 +56,14 @@ async def test_building_writes_are_published_in_order(
         url, json={"floors": 3, "notes": None}, headers={**admin.auth, "If-Match": '"1"'}
     )
     assert patched.status_code == 200, patched.text
+    # Sending values the building already has is not a write: same version, no change.
+    same = await client.patch(
+        url,
+        json={"floors": 3, "latitude": 46.948, "country": "CH", "version": 2},
+        headers=admin.auth,
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["version"] == 2
     deleted = await client.delete(url, headers={**admin.auth, "If-Match": '"2"'})
     assert deleted.status_code == 204, deleted.text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from fieldsync.api.buildings.schemas import (
     BuildingUpdate,
     WorkflowSummary,
 )
-from fieldsync.api.changes import record_change
+from fieldsync.api.changes import change_log
 from fieldsync.api.organizations.models import Organization
 from fieldsync.api.organizations.repository import OrganizationRepository
 from fieldsync.api.users.models import User, UserStatus
@@ -92,6 +93,9 @@ async def request_default_workflow(
     return WorkflowSummary(
         id=workflow.id, name=workflow.name, status=workflow.status.value, version=workflow.version
     )
+
+
+COORDINATE_SCALE = Decimal("0.000001")
 
 
 @dataclass
@@ -179,8 +183,16 @@ class BuildingService:
                 current=building_out(building).model_dump(mode="json"),
             )
         fields = change.model_dump(exclude_unset=True, exclude={"version"})
-        await self.buildings.update(building, expected_version=change.version, **fields)
-        await self._record(building, organization, ChangeOp.UPSERT)
+        changed = {
+            name: value
+            for name, value in fields.items()
+            if not _same(getattr(building, name), value)
+        }
+        # A PATCH that changes nothing keeps the version and emits no change: clients
+        # replaying an edit must not wake every other client for nothing.
+        if changed:
+            await self.buildings.update(building, expected_version=change.version, **changed)
+            await self._record(building, organization, ChangeOp.UPSERT)
         return building, organization
 
     async def delete(
@@ -231,13 +243,10 @@ class BuildingService:
         await self._record_assignment(assignment, building, user, organization, ChangeOp.DELETE)
 
     async def _record(self, building: Building, organization: Organization, op: ChangeOp) -> None:
-        await record_change(
-            self.session,
-            self.ids,
-            collection=BUILDINGS,
+        await change_log(self.session, self.ids).record(
+            BUILDINGS,
             record_id=building.uuid,
             organization_id=organization.uuid,
-            op=op,
             data=building_data(building) if op == ChangeOp.UPSERT else None,
             version=building.version,
             building_id=building.uuid,
@@ -251,13 +260,10 @@ class BuildingService:
         organization: Organization,
         op: ChangeOp,
     ) -> None:
-        await record_change(
-            self.session,
-            self.ids,
-            collection=ASSIGNMENTS,
+        await change_log(self.session, self.ids).record(
+            ASSIGNMENTS,
             record_id=assignment.uuid,
             organization_id=organization.uuid,
-            op=op,
             # The Change contract: a delete carries no data (the record id names it).
             data=(
                 {"building_id": str(building.uuid), "user_id": str(user.uuid)}
@@ -267,3 +273,11 @@ class BuildingService:
             version=assignment.version,
             building_id=building.uuid,
         )
+
+
+def _same(stored: Any, given: Any) -> bool:
+    """Whether a PATCH value equals the stored one, as the column would store it."""
+    if isinstance(stored, Decimal) and isinstance(given, float | int):
+        # Coordinates are NUMERIC(9, 6): compare at the column's scale, not as binary floats.
+        return stored == Decimal(repr(given)).quantize(COORDINATE_SCALE)
+    return bool(stored == given)

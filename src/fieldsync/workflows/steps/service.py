@@ -14,7 +14,7 @@ from fieldsync.kit.errors import Conflict, Forbidden, NotFound
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.access import Access
-from fieldsync.workflows.changes import ChangeLog
+from fieldsync.workflows.changes import change_log
 from fieldsync.workflows.locking import Lock
 from fieldsync.workflows.steps.models import WorkflowStep
 from fieldsync.workflows.steps.repository import StepRepository
@@ -55,7 +55,7 @@ class StepService:
     def __post_init__(self) -> None:
         self.workflows = WorkflowRepository(self.session, self.ids)
         self.steps = StepRepository(self.session, self.ids)
-        self.changes = ChangeLog(self.session, self.ids)
+        self.changes = change_log(self.session, self.ids)
 
     async def _workflow(self, access: Access, workflow_id: uuid.UUID, lock: Lock) -> Workflow:
         workflow = await self.workflows.find(access, workflow_id, lock=lock)

@@ -10,13 +10,14 @@ from datetime import date
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.changes import ChangeLog
 from fieldsync.contracts.workflows import WorkflowStatus
 from fieldsync.kit.errors import Conflict, Forbidden, NotFound
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.buildings.repository import BuildingRepository
-from fieldsync.workflows.changes import ChangeLog
+from fieldsync.workflows.changes import change_log
 from fieldsync.workflows.locking import Lock
 from fieldsync.workflows.steps.models import WorkflowStep
 from fieldsync.workflows.steps.repository import StepRepository
@@ -104,7 +105,7 @@ class WorkflowService:
         self.workflows = WorkflowRepository(self.session, self.ids)
         self.steps = StepRepository(self.session, self.ids)
         self.buildings = BuildingRepository(self.session)
-        self.changes = ChangeLog(self.session, self.ids)
+        self.changes = change_log(self.session, self.ids)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -296,24 +297,15 @@ class WorkflowService:
 
     async def record(self, workflow: Workflow) -> None:
         """Append the workflow's change (upsert, or delete once soft-deleted) to the outbox."""
-        if workflow.deleted_at is not None:
-            await self.changes.delete(
-                contract.WORKFLOWS_COLLECTION,
-                organization_id=workflow.organization_id,
-                building_id=workflow.building_id,
-                record_id=workflow.uuid,
-                version=workflow.version,
-                occurred_at=workflow.deleted_at,
-            )
-            return
-        await self.changes.upsert(
+        deleted = workflow.deleted_at is not None
+        await self.changes.record(
             contract.WORKFLOWS_COLLECTION,
             organization_id=workflow.organization_id,
             building_id=workflow.building_id,
-            record=workflow_out(workflow),
             record_id=workflow.uuid,
             version=workflow.version,
-            occurred_at=workflow.updated_at,
+            data=None if deleted else workflow_out(workflow).model_dump(mode="json"),
+            occurred_at=workflow.deleted_at if deleted else workflow.updated_at,
         )
 
     async def record_step(self, step: WorkflowStep, workflow: Workflow) -> None:
@@ -323,22 +315,13 @@ class WorkflowService:
 
 async def record_step(changes: ChangeLog, step: WorkflowStep, workflow: Workflow) -> None:
     """Append a step's change (upsert, or delete once soft-deleted) to the outbox."""
-    if step.deleted_at is not None:
-        await changes.delete(
-            contract.STEPS_COLLECTION,
-            organization_id=workflow.organization_id,
-            building_id=workflow.building_id,
-            record_id=step.uuid,
-            version=step.version,
-            occurred_at=step.deleted_at,
-        )
-        return
-    await changes.upsert(
+    deleted = step.deleted_at is not None
+    await changes.record(
         contract.STEPS_COLLECTION,
         organization_id=workflow.organization_id,
         building_id=workflow.building_id,
-        record=step_out(step, workflow),
         record_id=step.uuid,
         version=step.version,
-        occurred_at=step.updated_at,
+        data=None if deleted else step_out(step, workflow).model_dump(mode="json"),
+        occurred_at=step.deleted_at if deleted else step.updated_at,
     )
