@@ -16,8 +16,7 @@ from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
-from fieldsync.workflows.service import SERVICE, STATE_RESOURCE
-from tests.waiting import until
+from fieldsync.workflows.service import SERVICE
 from tests.workflows.support import Client
 
 
@@ -42,8 +41,6 @@ async def workflows_runtime(
     runtime = Runtime(workflows_settings, endpoints, [SERVICE])
     await runtime.start()
     try:
-        # The handlers are subscribed by a background task (see workflows/service.py).
-        await until(lambda: STATE_RESOURCE in runtime.resources)
         yield runtime
     finally:
         await runtime.stop()

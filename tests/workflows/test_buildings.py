@@ -28,7 +28,6 @@ from fieldsync.workflows.buildings.consumer import (
     handle,
     nak_delay,
 )
-from fieldsync.workflows.service import STATE_RESOURCE
 from fieldsync.workflows.state import WorkflowsState
 from fieldsync.workflows.templates.service import DEFAULT_STEPS, DEFAULT_TEMPLATE_NAME
 from tests.workflows.support import Client, Org, eventually, rows
@@ -265,8 +264,7 @@ async def test_a_failure_is_naked_with_a_growing_delay(
     finally:
         await unreachable.dispose()
 
-    state = workflows_runtime.resources[STATE_RESOURCE]
-    assert isinstance(state, WorkflowsState)
+    state = WorkflowsState.of(workflows_runtime)
     healthy = FakeMessage(change.model_dump_json().encode(), subject)
     await handle(state, healthy)
     assert healthy.outcome == ("ack", None)

@@ -8,6 +8,7 @@ hosts one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,37 @@ from fieldsync.kit.service import ServiceSpec
 from fieldsync.kit.settings import Settings
 
 log = get_logger(__name__)
+
+# The bus runs each handler in a copy of the context `Bus.serve` was called in, so a
+# handler served by `Runtime.start` finds its runtime here (see `current_runtime`).
+_SERVING_RUNTIME: contextvars.ContextVar[Runtime] = contextvars.ContextVar("serving_runtime")
+
+
+def current_runtime() -> Runtime:
+    """The runtime whose `start` served the running NATS handler."""
+    try:
+        return _SERVING_RUNTIME.get()
+    except LookupError:
+        raise RuntimeError(
+            "no runtime is serving this handler (register its router in a ServiceSpec's "
+            "bus_routers, or serve it inside `serving(runtime)`)"
+        ) from None
+
+
+class serving:  # noqa: N801 - used as a context manager, like contextlib's helpers
+    """Make `runtime` the one that handlers served inside this block will find."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._token: contextvars.Token[Runtime] | None = None
+
+    def __enter__(self) -> Runtime:
+        self._token = _SERVING_RUNTIME.set(self._runtime)
+        return self._runtime
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _SERVING_RUNTIME.reset(self._token)
 
 
 class StartupError(Exception):
@@ -180,8 +212,9 @@ class Runtime:
                 ) from None
 
         for spec in self.services:
-            for router in spec.bus_routers:
-                await self.bus.serve(router)
+            with serving(self):
+                for router in spec.bus_routers:
+                    await self.bus.serve(router)
             for task in spec.background:
                 self._background.append(
                     asyncio.create_task(task(self), name=f"{spec.name}-background")

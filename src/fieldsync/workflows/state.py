@@ -1,8 +1,7 @@
 """What the service's handlers and tasks work with, and one transaction per message.
 
-The kit's `Router` handlers receive only the request (and its `MessageContext`), so the
-service binds its `WorkflowsState` in a context variable around `Bus.serve`: the bus
-runs every handler in a copy of the context `serve` was called in.
+Handlers find the state through the runtime that serves them (`current_runtime`);
+`bound` overrides it, for hosting the handlers on a bare `Bus` (replica tests).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.errors import Conflict, Unavailable
 from fieldsync.kit.ids import SnowflakeGenerator
-from fieldsync.kit.runtime import Runtime
+from fieldsync.kit.runtime import Runtime, current_runtime
 
 SERVICE_NAME = "workflows"
 
@@ -71,11 +70,6 @@ def bound(state: WorkflowsState) -> Iterator[None]:
 
 
 def current() -> WorkflowsState:
-    """The state bound when the handler's router was served."""
-    try:
-        return _STATE.get()
-    except LookupError:
-        raise RuntimeError(
-            "the workflows routers were served without a bound WorkflowsState "
-            "(serve them inside `with bound(state):`)"
-        ) from None
+    """The bound state, else that of the runtime serving the handler."""
+    state = _STATE.get(None)
+    return state if state is not None else WorkflowsState.of(current_runtime())

@@ -1,0 +1,193 @@
+"""Pushed mutations, as the sync service sends them to the owning service over NATS.
+
+The sync service has already checked the caller's scope, the collection and the field
+names; the owner validates values, enforces its own rules and scope again, and applies
+each mutation with compare-and-set on `base_version`:
+
+- `upsert` with `base_version` None creates the record under the client's id; the id
+  already in use is a `conflict` carrying the current record (or `rejected` when the
+  caller may not see it, so nothing leaks).
+- `upsert` with a `base_version` updates the given fields if the record is still at
+  that version; otherwise `conflict` with the current record (None when deleted).
+- `delete` soft-deletes when the record is at `base_version` (None: whatever version);
+  deleting a deleted or missing record is `applied` (the client's wish holds).
+
+`(caller.user_id, client_id, mutation_id)` names a mutation: an owner records each
+result in the transaction that applies it and answers a replay with that result,
+so a retried push never applies anything twice. One request's mutations are applied
+in order, each in its own savepoint of one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fieldsync.contracts.changes import ChangeOp
+from fieldsync.contracts.identity import Caller
+from fieldsync.kit.db.ledger import MutationLedger
+from fieldsync.kit.errors import Conflict, FieldsyncError, Forbidden, NotFound, ValidationFailed
+
+MAX_MUTATIONS = 500
+ClientId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")]
+MutationId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+BaseVersion = Annotated[int, Field(ge=1, le=2_147_483_647)]
+
+
+class MutationStatus(StrEnum):
+    """What became of one mutation."""
+
+    APPLIED = "applied"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+
+
+class RejectionCode(StrEnum):
+    """Why a mutation was rejected (it was not applied and never will be as sent)."""
+
+    VALIDATION = "validation"  # a value is out of bounds or a field is unknown
+    FORBIDDEN = "forbidden"  # the caller's role may not do this
+    NOT_FOUND = "not_found"  # no such record in the caller's scope (or another org's)
+    ILLEGAL_TRANSITION = "illegal_transition"  # the state machine refuses it
+    INVALID_STATE = "invalid_state"  # e.g. a step of a closed workflow
+
+
+class Mutation(BaseModel):
+    """One record change made by a client, offline or not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mutation_id: MutationId
+    collection: str
+    id: uuid.UUID
+    op: ChangeOp
+    data: dict[str, Any] | None = None
+    base_version: BaseVersion | None = None
+
+
+class ApplyMutations(BaseModel):
+    """Mutations of one client for one owner, applied in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caller: Caller
+    # None: the caller works in the whole organization; else the buildings they may touch.
+    building_scope: list[uuid.UUID] | None
+    client_id: ClientId
+    mutations: list[Mutation] = Field(min_length=1, max_length=MAX_MUTATIONS)
+
+
+class MutationError(BaseModel):
+    """Why a mutation was rejected; `field` names the offending field when there is one."""
+
+    code: RejectionCode
+    detail: str
+    field: str | None = None
+
+
+class MutationResult(BaseModel):
+    """The outcome of one mutation.
+
+    applied: `version` is the record's version after it (for a delete, after the delete).
+    conflict: `record` is the server's current record (None when it is deleted), and
+    `version` its version. rejected: `error` says why.
+    """
+
+    mutation_id: MutationId
+    status: MutationStatus
+    version: int | None = None
+    record: dict[str, Any] | None = None
+    error: MutationError | None = None
+
+
+class AppliedMutations(BaseModel):
+    """One result per mutation, in the order they were sent."""
+
+    results: list[MutationResult]
+
+
+# --- applying, on the owner's side ------------------------------------------------------
+
+ApplyOne = Callable[[Mutation], Awaitable[MutationResult]]
+
+
+async def apply_in_order(
+    session: AsyncSession, ledger: Table, request: ApplyMutations, apply_one: ApplyOne
+) -> AppliedMutations:
+    """Apply each mutation once, in order, each in a savepoint; results in request order.
+
+    `apply_one` applies one mutation and returns its result; a `FieldsyncError` or a
+    pydantic `ValidationError` it raises becomes that mutation's result (see
+    `result_of_error`) and undoes only that mutation's writes.
+    """
+    claims = MutationLedger(
+        session, ledger, user_id=request.caller.user_id, client_id=request.client_id
+    )
+    results: list[MutationResult] = []
+    for mutation in request.mutations:
+        if not await claims.claim(mutation.mutation_id):
+            stored = await claims.result(mutation.mutation_id)
+            results.append(MutationResult.model_validate(stored))
+            continue
+        try:
+            async with session.begin_nested():
+                result = await apply_one(mutation)
+        except (FieldsyncError, ValidationError) as exc:
+            result = result_of_error(mutation, exc)
+        await claims.settle(mutation.mutation_id, result.model_dump(mode="json"))
+        results.append(result)
+    return AppliedMutations(results=results)
+
+
+def result_of_error(mutation: Mutation, error: FieldsyncError | ValidationError) -> MutationResult:
+    """What an owner's error means for the client that pushed the mutation."""
+    mutation_id = mutation.mutation_id
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        return rejected(mutation_id, RejectionCode.VALIDATION, first["msg"], field=field)
+    if isinstance(error, Conflict):
+        if "current" in error.extensions:
+            return MutationResult(
+                mutation_id=mutation_id,
+                status=MutationStatus.CONFLICT,
+                version=error.extensions.get("current_version"),
+                record=error.extensions["current"],
+            )
+        if "allowed" in error.extensions:
+            return rejected(mutation_id, RejectionCode.ILLEGAL_TRANSITION, error.detail)
+        return rejected(mutation_id, RejectionCode.INVALID_STATE, error.detail)
+    code = {
+        ValidationFailed: RejectionCode.VALIDATION,
+        Forbidden: RejectionCode.FORBIDDEN,
+        NotFound: RejectionCode.NOT_FOUND,
+    }.get(type(error))
+    if code is None:
+        raise error  # unavailable databases and the like: the whole request fails
+    field = None
+    errors = error.extensions.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        field = errors[0].get("field")
+    return rejected(mutation_id, code, error.detail, field=field)
+
+
+def rejected(
+    mutation_id: int, code: RejectionCode, detail: str, *, field: str | None = None
+) -> MutationResult:
+    """A rejection result."""
+    return MutationResult(
+        mutation_id=mutation_id,
+        status=MutationStatus.REJECTED,
+        error=MutationError(code=code, detail=detail, field=field),
+    )
+
+
+def applied(mutation_id: int, version: int | None) -> MutationResult:
+    """An applied result: the record's version after the mutation."""
+    return MutationResult(mutation_id=mutation_id, status=MutationStatus.APPLIED, version=version)

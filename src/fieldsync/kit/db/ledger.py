@@ -1,0 +1,92 @@
+"""At-most-once writes: a ledger of applied client mutations, kept by the owner service.
+
+A mutation is named by (user, client, mutation id). The owner claims the name in the
+transaction that applies it, so two deliveries of the same mutation — a client's
+retry, a replayed push, a crashed caller — apply it once; the later one reads the
+first one's stored result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    Uuid,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def mutation_ledger_table(metadata: MetaData) -> Table:
+    """Declare a service's `applied_mutations` table in its metadata."""
+    return Table(
+        "applied_mutations",
+        metadata,
+        Column("user_id", Uuid, nullable=False),
+        Column("client_id", Text, nullable=False),
+        Column("mutation_id", BigInteger, nullable=False),
+        # NULL while the claiming transaction applies it; it commits with the result.
+        Column("result", JSONB),
+        Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+        PrimaryKeyConstraint("user_id", "client_id", "mutation_id"),
+    )
+
+
+class MutationLedger:
+    """Claims and results of mutations, in the caller's transaction."""
+
+    def __init__(self, session: AsyncSession, table: Table, *, user_id: uuid.UUID, client_id: str):
+        self.session = session
+        self.table = table
+        self.user_id = user_id
+        self.client_id = client_id
+
+    async def claim(self, mutation_id: int) -> bool:
+        """Claim a mutation; False when it was applied before (its result is stored).
+
+        A concurrent claim of the same mutation waits here until the first
+        transaction ends: PostgreSQL holds the second insert on the unique key.
+        """
+        claimed = await self.session.scalar(
+            insert(self.table)
+            .values(user_id=self.user_id, client_id=self.client_id, mutation_id=mutation_id)
+            .on_conflict_do_nothing()
+            .returning(self.table.c.mutation_id)
+        )
+        return claimed is not None
+
+    async def result(self, mutation_id: int) -> dict[str, Any] | None:
+        """The stored result of a mutation applied before."""
+        table = self.table
+        stored: dict[str, Any] | None = await self.session.scalar(
+            select(table.c.result).where(
+                table.c.user_id == self.user_id,
+                table.c.client_id == self.client_id,
+                table.c.mutation_id == mutation_id,
+            )
+        )
+        return stored
+
+    async def settle(self, mutation_id: int, result: dict[str, Any]) -> None:
+        """Store the result of a claimed mutation."""
+        table = self.table
+        await self.session.execute(
+            update(table)
+            .where(
+                table.c.user_id == self.user_id,
+                table.c.client_id == self.client_id,
+                table.c.mutation_id == mutation_id,
+            )
+            .values(result=result)
+        )
