@@ -23,6 +23,7 @@ from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.security.keys import ensure_signing_key
 from fieldsync.kit.settings import LogFormat, Settings
+from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
 from tests import servers
 
@@ -67,6 +68,18 @@ async def workflows_database_url() -> AsyncIterator[str]:
     await ensure_database(url)
     assert WORKFLOWS.migrations is not None
     await upgrade_async(WORKFLOWS.migrations, url)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def sync_database_url() -> AsyncIterator[str]:
+    """This run's sync database, migrated to head once, dropped at the end."""
+    await servers.require_postgres()
+    url = servers.database_url_for("sync")
+    await ensure_database(url)
+    assert SYNC.migrations is not None
+    await upgrade_async(SYNC.migrations, url)
     yield url
     await drop_database(url)
 

@@ -8,11 +8,11 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.api.auth.passwords import PasswordHasher
-from fieldsync.kit.http.deps import database_session, runtime_of
-from fieldsync.kit.runtime import Runtime
+from fieldsync.kit.http.deps import RuntimeDep, database_session, runtime_of
+
+__all__ = ["ApiSession", "RuntimeDep", "password_hasher"]
 
 ApiSession = Annotated[AsyncSession, Depends(database_session("api"), scope="function")]
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
 def password_hasher(request: Request) -> PasswordHasher:

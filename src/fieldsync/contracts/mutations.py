@@ -173,7 +173,9 @@ def result_of_error(mutation: Mutation, error: FieldsyncError | ValidationError)
     field = None
     errors = error.extensions.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        field = errors[0].get("field")
+        location = errors[0].get("loc")
+        if isinstance(location, list) and location:
+            field = str(location[-1])
     return rejected(mutation_id, code, error.detail, field=field)
 
 

@@ -96,6 +96,14 @@ class Conflict(FieldsyncError):
     title = "Conflict"
 
 
+class Gone(FieldsyncError):
+    """What the request refers to no longer exists here (e.g. a too old sync checkpoint)."""
+
+    code = "gone"
+    status = 410
+    title = "Gone"
+
+
 class PayloadTooLarge(FieldsyncError):
     """The request body is over the configured cap."""
 
@@ -134,6 +142,7 @@ ERRORS_BY_CODE: dict[str, type[FieldsyncError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        Gone,
         PayloadTooLarge,
         TooManyRequests,
         Unavailable,

@@ -212,6 +212,9 @@ class Runtime:
                 ) from None
 
         for spec in self.services:
+            for step in spec.startup:
+                await step(self)
+        for spec in self.services:
             with serving(self):
                 for router in spec.bus_routers:
                     await self.bus.serve(router)

@@ -25,6 +25,9 @@ class ServiceSpec:
     http_routers: Sequence[APIRouter] = field(default_factory=tuple)
     bus_routers: Sequence[Router] = field(default_factory=tuple)
     background: Sequence[BackgroundTask] = field(default_factory=tuple)
+    # Awaited in order once connections are up, before the runtime reports started:
+    # per-process state the endpoints need from their first request.
+    startup: Sequence[BackgroundTask] = field(default_factory=tuple)
     # The api service issues access tokens and needs the private key; others verify.
     signs_tokens: bool = False
 

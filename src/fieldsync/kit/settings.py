@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     api_database_url: PostgresDsn | None = None
     workflows_database_url: PostgresDsn | None = None
+    sync_database_url: PostgresDsn | None = None
 
     nats_url: NatsDsn | None = None
     nats_monitor_url: HttpUrl | None = None
@@ -75,6 +76,14 @@ class Settings(BaseSettings):
     node_lease_seconds: int = Field(default=30, ge=5, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # Sync: how long deletes are remembered (older checkpoints get 410 Gone), how long
+    # a push waits for its changes to reach the replica, realtime heartbeat and the
+    # time a realtime client may take to accept a message before it is dropped.
+    sync_tombstone_days: float = Field(default=30, gt=0, le=3650)
+    sync_push_wait_seconds: float = Field(default=10, gt=0, le=120)
+    sync_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+    sync_slow_client_seconds: float = Field(default=10, gt=0, le=300)
 
     @field_validator("log_level")
     @classmethod

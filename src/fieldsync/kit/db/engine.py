@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
@@ -35,6 +38,29 @@ class Database:
         )
         # expire_on_commit=False: objects stay readable after the edge commits them.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._pool_size = pool_size
+        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_pool_lock = asyncio.Lock()
+
+    async def raw_pool(self) -> asyncpg.Pool:
+        """A plain asyncpg pool on the same database, created on first use.
+
+        For hot paths that stream rows or build JSON in PostgreSQL (sync pulls and
+        ingestion), where the ORM's per-row work would cost most of the time.
+        """
+        if self._raw_pool is None:
+            async with self._raw_pool_lock:
+                if self._raw_pool is None:
+                    dsn = self.url.set(drivername="postgresql").render_as_string(
+                        hide_password=False
+                    )
+                    self._raw_pool = await asyncpg.create_pool(
+                        dsn,
+                        min_size=1,
+                        max_size=self._pool_size,
+                        server_settings={"application_name": f"fieldsync-{self.name}"},
+                    )
+        return self._raw_pool
 
     async def ping(self) -> None:
         """Run `SELECT 1`; raises when the database cannot be reached."""
@@ -43,6 +69,9 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
 
 

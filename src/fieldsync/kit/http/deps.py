@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from fieldsync.kit.errors import Conflict, Unavailable
 from fieldsync.kit.runtime import Runtime
 
 
-def runtime_of(request: Request) -> Runtime:
-    """The process runtime the lifespan stored on the app."""
+def runtime_of(request: HTTPConnection) -> Runtime:
+    """The process runtime the lifespan stored on the app (requests and WebSockets)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 
 
 def database_session(service: str) -> Callable[[Request], AsyncIterator[AsyncSession]]:

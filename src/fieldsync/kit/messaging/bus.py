@@ -20,7 +20,7 @@ import contextlib
 import contextvars
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -193,6 +193,31 @@ class Bus:
         bound = context.current()
         headers = {context.REQUEST_ID_HEADER: bound["request_id"]} if bound else None
         await self._client.publish(subject, encode_model(payload), headers=headers)
+
+    async def listen(
+        self,
+        subject: str,
+        model: type[ReplyT],
+        on_message: Callable[[ReplyT], Awaitable[None]],
+    ) -> Subscription:
+        """Receive every message on `subject` (no queue group: each listener gets all).
+
+        For notifications such as sync pokes; a message that does not parse as `model`
+        is logged and dropped. Unsubscribe with the returned subscription.
+        """
+
+        async def deliver(message: Msg) -> None:
+            try:
+                payload = decode_model(model, message.data)
+            except ValidationError as exc:
+                log.warning(
+                    "malformed notification dropped", subject=message.subject, error=str(exc)[:200]
+                )
+                return
+            await on_message(payload)
+
+        subscription: Subscription = await self._client.subscribe(subject, cb=deliver)
+        return subscription
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop taking requests, answer those already received, and close the connection.

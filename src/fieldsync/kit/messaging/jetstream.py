@@ -57,12 +57,15 @@ class ConsumerSpec:
     ack_wait_seconds: float = 30.0
     max_deliver: int = -1
     max_ack_pending: int = 1000
+    # Acknowledging a message acknowledges every earlier one: for consumers that
+    # process in order and commit whole batches (one ack per batch).
+    ack_all: bool = False
 
     def to_config(self) -> api.ConsumerConfig:
         """The nats-py consumer configuration (explicit acks, deliver all)."""
         config: dict[str, Any] = {
             "durable_name": self.durable,
-            "ack_policy": api.AckPolicy.EXPLICIT,
+            "ack_policy": api.AckPolicy.ALL if self.ack_all else api.AckPolicy.EXPLICIT,
             "deliver_policy": api.DeliverPolicy.ALL,
             "ack_wait": self.ack_wait_seconds,
             "max_deliver": self.max_deliver,

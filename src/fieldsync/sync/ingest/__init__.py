@@ -1,0 +1,1 @@
+"""Ingestion: CHANGES into the replica, in order, one active ingester."""

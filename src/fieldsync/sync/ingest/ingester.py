@@ -1,0 +1,76 @@
+"""The ingester: a durable pull consumer on CHANGES feeding the replica, batch by batch.
+
+One ingester is active (advisory-lock leader among sync replicas), so each
+organization's versions are assigned and committed in stream order. A batch is
+committed, then acknowledged (one ack covers the batch: the consumer acks "all"),
+then announced with pokes. A crash before the ack redelivers the batch, which the
+writer turns into no-ops by comparing owner versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import orjson
+from pydantic import ValidationError
+
+from fieldsync.contracts.changes import CHANGES_STREAM, Change
+from fieldsync.contracts.sync import poke_subject
+from fieldsync.kit.db.leader import lead_when_elected
+from fieldsync.kit.logging import get_logger
+from fieldsync.kit.messaging.jetstream import ConsumerSpec, DurableMessage
+from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.ingest.writer import write_batch
+
+log = get_logger(__name__)
+
+SERVICE_NAME = "sync"
+INGEST_CONSUMER = ConsumerSpec(
+    stream=CHANGES_STREAM.name,
+    durable="sync-ingest",
+    filter_subjects=("changes.>",),
+    ack_all=True,
+    # A failed-over ingester gets the unacknowledged batch again after this long.
+    ack_wait_seconds=10.0,
+    max_ack_pending=20_000,
+)
+FETCH_BATCH = 1000
+FETCH_TIMEOUT_SECONDS = 1.0
+
+
+def parse(messages: list[DurableMessage]) -> list[Change]:
+    """The changes of a batch; a malformed message is logged and skipped, never retried."""
+    changes: list[Change] = []
+    for message in messages:
+        try:
+            changes.append(Change.model_validate(orjson.loads(message.data)))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            log.error("malformed change skipped", subject=message.subject, error=str(exc)[:200])
+    return changes
+
+
+async def ingest(runtime: Runtime) -> None:
+    """Background task: lead the ingestion when elected, until cancelled."""
+    database = runtime.databases[SERVICE_NAME]
+
+    async def consume() -> None:
+        jetstream = runtime.bus.jetstream
+        await jetstream.ensure_stream(CHANGES_STREAM)
+        await jetstream.ensure_consumer(INGEST_CONSUMER)
+        consumer = await jetstream.pull(INGEST_CONSUMER)
+        pool = await database.raw_pool()
+        try:
+            while True:
+                messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
+                if not messages:
+                    continue
+                async with pool.acquire() as connection:
+                    pokes = await write_batch(connection, parse(messages))
+                await messages[-1].ack()
+                for poke in pokes:
+                    await runtime.bus.publish(poke_subject(poke.organization_id), poke)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.close()
+
+    await lead_when_elected(database, "sync-ingest", consume)

@@ -1,0 +1,1 @@
+"""Pull: the changes in the caller's scope after a checkpoint."""

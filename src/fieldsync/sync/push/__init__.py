@@ -1,0 +1,1 @@
+"""Push: clients' offline mutations, checked here and applied by the owning services."""

@@ -1,0 +1,71 @@
+"""What a push reads from the replica: the records it touches, and whether its writes
+have arrived."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fieldsync.kit.db.engine import Database
+
+RecordKey = tuple[str, uuid.UUID]
+
+LOOKUP = """
+SELECT r.collection, r.record_id, r.organization_id, r.building_id, r.deleted,
+       r.owner_version, r.data::text AS data
+FROM sync_records r
+JOIN unnest($1::text[], $2::uuid[]) AS k(collection, record_id)
+  ON r.collection = k.collection AND r.record_id = k.record_id
+"""
+
+ARRIVED = """
+SELECT count(*) FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(collection, record_id, v)
+JOIN sync_records r
+  ON r.collection = k.collection AND r.record_id = k.record_id AND r.owner_version >= k.v
+"""
+
+
+@dataclass(frozen=True)
+class KnownRecord:
+    """A record as the replica holds it."""
+
+    organization_id: uuid.UUID
+    building_id: uuid.UUID | None
+    deleted: bool
+    owner_version: int
+    data: dict[str, Any] | None
+
+
+async def lookup(database: Database, keys: Iterable[RecordKey]) -> dict[RecordKey, KnownRecord]:
+    """The replica's records among `keys` (missing keys are unknown to it)."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    pool = await database.raw_pool()
+    rows = await pool.fetch(LOOKUP, [key[0] for key in wanted], [key[1] for key in wanted])
+    return {
+        (row["collection"], row["record_id"]): KnownRecord(
+            organization_id=row["organization_id"],
+            building_id=row["building_id"],
+            deleted=row["deleted"],
+            owner_version=row["owner_version"],
+            data=None if row["data"] is None else orjson.loads(row["data"]),
+        )
+        for row in rows
+    }
+
+
+async def have_arrived(database: Database, versions: dict[RecordKey, int]) -> bool:
+    """True when every record is in the replica at (at least) the given owner version."""
+    if not versions:
+        return True
+    keys = list(versions)
+    pool = await database.raw_pool()
+    count = await pool.fetchval(
+        ARRIVED, [key[0] for key in keys], [key[1] for key in keys], [versions[k] for k in keys]
+    )
+    return int(count) == len(keys)

@@ -1,0 +1,1 @@
+"""Realtime: pokes to connected clients (SSE and WebSocket) when their scope changed."""
