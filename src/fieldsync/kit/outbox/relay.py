@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 
@@ -13,6 +14,7 @@ from fieldsync.kit.cancellation import stop_if_cancelled
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import JetStream
+from fieldsync.kit.outbox.table import notify_channel
 
 log = get_logger(__name__)
 
@@ -37,7 +39,7 @@ class OutboxRelay:
         *,
         name: str,
         batch_size: int = 256,
-        idle_seconds: float = 0.1,
+        idle_seconds: float = 1.0,
         standby_seconds: float = 2.0,
         after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
@@ -89,11 +91,29 @@ class OutboxRelay:
             await connection.invalidate()
 
     async def _lead(self) -> None:
-        while True:
-            stop_if_cancelled()
-            published = await self.publish_pending()
-            if published < self._batch_size:
-                await asyncio.sleep(self._idle)
+        # Committed appends NOTIFY the table's channel: the relay wakes at once instead
+        # of polling. The timeout is only a backstop for a notification lost with a
+        # dropped listening connection.
+        channel = notify_channel(self._table)
+        wake = asyncio.Event()
+
+        def on_notify(*_: object) -> None:
+            wake.set()
+
+        pool = await self._database.raw_pool()
+        async with pool.acquire() as listening:
+            await listening.add_listener(channel, on_notify)
+            try:
+                while True:
+                    stop_if_cancelled()
+                    wake.clear()
+                    published = await self.publish_pending()
+                    if published < self._batch_size:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), self._idle)
+            finally:
+                with contextlib.suppress(Exception):
+                    await listening.remove_listener(channel, on_notify)
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows in id order; how many were published."""

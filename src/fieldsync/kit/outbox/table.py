@@ -13,6 +13,7 @@ from sqlalchemy import (
     Text,
     func,
     insert,
+    select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,4 +42,12 @@ async def append(
     """Queue a message in the caller's transaction; it is published only if that commits."""
     message_id = ids.next_id()
     await session.execute(insert(table).values(id=message_id, subject=subject, payload=payload))
+    # Delivered at commit (and folded into one per transaction by PostgreSQL): wakes
+    # the relay, wherever it runs, without a polling delay.
+    await session.execute(select(func.pg_notify(notify_channel(table), "")))
     return message_id
+
+
+def notify_channel(table: Table) -> str:
+    """The LISTEN/NOTIFY channel announcing new rows of an outbox table."""
+    return f"fieldsync_{table.name}"
