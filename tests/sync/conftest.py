@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -9,13 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from fieldsync.api.service import SERVICE as API
-from fieldsync.kit.embedded.nats import NatsEndpoints
+from fieldsync.kit.embedded.nats import NatsEndpoints, free_port
+from fieldsync.kit.http.app import create_app
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
+from fieldsync.workflows.templates.service import DEFAULT_STEPS
 from tests.api.conftest import (  # noqa: F401 - fixtures, re-exported for these tests
     Account,
     CreateUser,
@@ -23,7 +27,7 @@ from tests.api.conftest import (  # noqa: F401 - fixtures, re-exported for these
     create_user,
     register,
 )
-from tests.waiting import eventually
+from tests.waiting import eventually, until
 
 PULL = "/api/v1/sync/pull"
 PUSH = "/api/v1/sync/push"
@@ -94,6 +98,16 @@ class Replica:
         return {key[1]: data for key, data in self.records.items() if key[0] == collection}
 
 
+def has_workflows(count: int) -> Callable[[Replica], bool]:
+    """The client holds `count` default workflows, each with all its template steps."""
+
+    def check(replica: Replica) -> bool:
+        steps = replica.of("workflow_steps").values()
+        return len(replica.of("workflows")) == count and len(steps) == count * len(DEFAULT_STEPS)
+
+    return check
+
+
 async def pulled_until(
     client: httpx.AsyncClient,
     replica: Replica,
@@ -121,3 +135,18 @@ async def create_building(
 
 
 Push = Callable[..., Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+async def live_url(runtime: Runtime) -> AsyncIterator[str]:
+    """The app served by uvicorn on a real socket (streams need a real connection)."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(runtime), host="127.0.0.1", port=port, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task

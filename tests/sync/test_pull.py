@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from tests.sync.conftest import PULL, Register, Replica, create_building, pulled_until
+from tests.sync.conftest import (
+    PULL,
+    Register,
+    Replica,
+    create_building,
+    has_workflows,
+    pulled_until,
+)
 
 
 async def test_a_new_building_and_its_workflow_arrive_in_a_pull(
@@ -13,9 +20,7 @@ async def test_a_new_building_and_its_workflow_arrive_in_a_pull(
     admin = await register()
     building = await create_building(client, admin, city="Basel", country="CH", floors=4)
     replica = Replica(admin)
-    await pulled_until(
-        client, replica, lambda r: len(r.of("workflows")) == 1 and len(r.of("workflow_steps")) > 0
-    )
+    await pulled_until(client, replica, has_workflows(1))
 
     pulled = replica.of("buildings")[building["id"]]
     assert set(pulled) == {

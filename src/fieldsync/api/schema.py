@@ -3,7 +3,7 @@
 from fieldsync.api.audit.models import AuditEvent
 from fieldsync.api.auth.models import AuthSession, RefreshToken
 from fieldsync.api.buildings.models import Building, BuildingAssignment
-from fieldsync.api.models import Base, node_leases, outbox
+from fieldsync.api.models import Base, applied_mutations, node_leases, outbox
 from fieldsync.api.organizations.models import Organization
 from fieldsync.api.users.models import User
 
@@ -16,6 +16,7 @@ __all__ = [
     "Organization",
     "RefreshToken",
     "User",
+    "applied_mutations",
     "node_leases",
     "outbox",
 ]

@@ -15,8 +15,8 @@ WHERE user_id = $1 AND organization_id = $2 AND NOT deleted
 
 async def assigned_buildings(database: Database, caller: Caller) -> frozenset[uuid.UUID]:
     """The buildings currently assigned to `caller`, as the replica knows them."""
-    pool = await database.raw_pool()
-    rows = await pool.fetch(ASSIGNED_BUILDINGS, caller.user_id, caller.organization_id)
+    async with database.raw_connection() as connection:
+        rows = await connection.fetch(ASSIGNED_BUILDINGS, caller.user_id, caller.organization_id)
     return frozenset(row["building_id"] for row in rows)
 
 

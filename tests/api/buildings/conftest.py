@@ -1,9 +1,10 @@
-"""Helpers for the buildings tests: creating buildings, walking pages, reading CHANGES."""
+"""Helpers for the buildings tests: creating, paging, reading CHANGES, pushing mutations."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,8 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from fieldsync.api.models import outbox
-from fieldsync.contracts.changes import CHANGES_STREAM, Change
-from fieldsync.kit.messaging import ConsumerSpec
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp
+from fieldsync.contracts.collections import BUILDINGS as BUILDINGS_COLLECTION
+from fieldsync.contracts.identity import Caller, Role
+from fieldsync.contracts.mutations import AppliedMutations, ApplyMutations, Mutation, MutationResult
+from fieldsync.kit.messaging import Bus, ConsumerSpec
 from fieldsync.kit.messaging.jetstream import PullConsumer
 from fieldsync.kit.runtime import Runtime
 from tests.api.conftest import Account
@@ -185,3 +189,89 @@ def payload_of(row: Any) -> dict[str, Any]:
     """An outbox row's Change, as JSON."""
     decoded: dict[str, Any] = orjson.loads(bytes(row.payload))
     return decoded
+
+
+# --- pushed mutations (the sync service's requests to `api.buildings.apply`) ----------
+
+PHONE = "phone-1"
+
+
+def caller_of(account: Account) -> Caller:
+    """The Caller the sync service sends for `account` (from its access token's claims)."""
+    claims = account.claims
+    return Caller(
+        user_id=uuid.UUID(claims["sub"]),
+        organization_id=uuid.UUID(claims["org"]),
+        role=Role(claims["role"]),
+        session_id=uuid.UUID(claims["sid"]),
+    )
+
+
+def upsert(
+    mutation_id: int,
+    building_id: uuid.UUID | str,
+    data: dict[str, Any] | None,
+    *,
+    base_version: int | None = None,
+) -> Mutation:
+    """A building upsert: a create without `base_version`, else a partial update."""
+    return Mutation(
+        mutation_id=mutation_id,
+        collection=BUILDINGS_COLLECTION.name,
+        id=uuid.UUID(str(building_id)),
+        op=ChangeOp.UPSERT,
+        data=data,
+        base_version=base_version,
+    )
+
+
+def delete(
+    mutation_id: int, building_id: uuid.UUID | str, *, base_version: int | None = None
+) -> Mutation:
+    """A building delete (compare-and-set when `base_version` is given)."""
+    return Mutation(
+        mutation_id=mutation_id,
+        collection=BUILDINGS_COLLECTION.name,
+        id=uuid.UUID(str(building_id)),
+        op=ChangeOp.DELETE,
+        base_version=base_version,
+    )
+
+
+def apply_request(
+    account: Account,
+    mutations: list[Mutation],
+    *,
+    client_id: str = PHONE,
+    building_scope: list[uuid.UUID] | None = None,
+) -> ApplyMutations:
+    """The request the sync service sends for `account`'s pushed building mutations."""
+    return ApplyMutations(
+        caller=caller_of(account),
+        building_scope=building_scope,
+        client_id=client_id,
+        mutations=mutations,
+    )
+
+
+Push = Callable[..., Awaitable[list[MutationResult]]]
+
+
+@pytest.fixture
+def push(runtime: Runtime, bus: Bus) -> Push:
+    """Send `account`'s mutations to the api over NATS, as sync does; the results."""
+    assert runtime.services  # the api runtime serves `api.buildings.apply`
+
+    async def send(
+        account: Account,
+        *mutations: Mutation,
+        client_id: str = PHONE,
+        building_scope: list[uuid.UUID] | None = None,
+    ) -> list[MutationResult]:
+        request = apply_request(
+            account, list(mutations), client_id=client_id, building_scope=building_scope
+        )
+        reply = await bus.request(BUILDINGS_COLLECTION.apply_subject, request, AppliedMutations)
+        return reply.results
+
+    return send

@@ -46,6 +46,7 @@ API_TABLES = {
     "outbox",
     "buildings",
     "building_assignments",
+    "applied_mutations",
 }
 
 
@@ -95,7 +96,7 @@ def environment_without_fieldsync(**extra: str) -> dict[str, str]:
 
 
 def test_the_api_history_has_one_head() -> None:
-    assert current_heads(API_MIGRATIONS) == ("0003",)
+    assert current_heads(API_MIGRATIONS) == ("0004",)
 
 
 async def test_upgrade_creates_node_leases_and_stamps_the_head(new_database: NewDatabase) -> None:

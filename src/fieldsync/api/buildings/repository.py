@@ -97,6 +97,21 @@ class BuildingRepository(Repository[Building]):
         )
         return found
 
+    async def get_for_write(self, organization_id: int, public_id: uuid.UUID) -> Building | None:
+        """A building of the organization, deleted or not, locked until the transaction ends.
+
+        The lock makes a compare-and-set on `version` hold until the write: a concurrent
+        writer waits here and then reads the version this transaction left.
+        """
+        found: Building | None = await self.session.scalar(
+            select(Building)
+            .where(Building.organization_id == organization_id, Building.uuid == public_id)
+            .with_for_update()
+            # Refresh a copy already in the session: the locked row is the truth.
+            .execution_options(populate_existing=True)
+        )
+        return found
+
     async def list_visible(
         self,
         organization_id: int,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_extra_types.country import CountryAlpha2
 
 from fieldsync.contracts.identity import Role
@@ -53,11 +53,14 @@ class BuildingUpdate(BaseModel):
     notes: Notes | None = None
     version: int | None = Field(default=None, ge=1)
 
-    @model_validator(mode="after")
-    def _name_is_required(self) -> BuildingUpdate:
-        if "name" in self.model_fields_set and self.name is None:
+    # Runs only when `name` is sent (defaults are not validated): an explicit null is
+    # refused, and the error names the field.
+    @field_validator("name")
+    @classmethod
+    def _name_is_required(cls, name: str | None) -> str | None:
+        if name is None:
             raise ValueError("name cannot be null")
-        return self
+        return name
 
 
 class BuildingOut(BaseModel):

@@ -111,12 +111,17 @@ class BuildingService:
         self.assignments = AssignmentRepository(self.session, self.ids)
         self.users = UserRepository(self.session, self.ids)
         self.organizations = OrganizationRepository(self.session, self.ids)
+        self._organizations: dict[uuid.UUID, Organization] = {}
 
     async def scope(self, caller: Caller) -> tuple[Organization, int | None]:
         """The caller's organization, and their user id when they only see assignments."""
-        organization = await self.organizations.get_by_uuid(caller.organization_id)
+        organization = self._organizations.get(caller.organization_id)
         if organization is None:
-            raise Unauthorized("the organization no longer exists")
+            organization = await self.organizations.get_by_uuid(caller.organization_id)
+            if organization is None:
+                raise Unauthorized("the organization no longer exists")
+            # Looked up once per session: a pushed batch calls this for every mutation.
+            self._organizations[caller.organization_id] = organization
         if caller.role != Role.TECHNICIAN:
             return organization, None
         user = await self.users.get_in_organization(organization.id, caller.user_id)
@@ -144,6 +149,14 @@ class BuildingService:
         if building is None:
             raise NotFound("no such building")
         return building, organization
+
+    async def get_for_write(self, caller: Caller, building_id: uuid.UUID) -> Building | None:
+        """The caller's organization's building, deleted or not, locked for a write.
+
+        None when there is none, or when the id is another organization's.
+        """
+        organization, _ = await self.scope(caller)
+        return await self.buildings.get_for_write(organization.id, building_id)
 
     async def list(
         self,
@@ -197,11 +210,12 @@ class BuildingService:
 
     async def delete(
         self, caller: Caller, building_id: uuid.UUID, *, expected_version: int | None
-    ) -> None:
+    ) -> Building:
         """Soft-delete; the deletion is a change like any other."""
         building, organization = await self.get(caller, building_id)
         await self.buildings.soft_delete(building, expected_version=expected_version)
         await self._record(building, organization, ChangeOp.DELETE)
+        return building
 
     async def assignees(
         self, caller: Caller, building_id: uuid.UUID, request: PageRequest

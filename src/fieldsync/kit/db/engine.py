@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
 from sqlalchemy import make_url, text
@@ -13,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from fieldsync.kit.errors import Unavailable
 
 
 def async_url(url: str) -> URL:
@@ -61,6 +65,22 @@ class Database:
                         server_settings={"application_name": f"fieldsync-{self.name}"},
                     )
         return self._raw_pool
+
+    @contextlib.asynccontextmanager
+    async def raw_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection from the raw pool; losing the database is `Unavailable` (503)."""
+        try:
+            pool = await self.raw_pool()
+            async with pool.acquire() as connection:
+                yield connection
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.TooManyConnectionsError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            raise Unavailable(f"the {self.name} database cannot be reached now") from exc
 
     async def ping(self) -> None:
         """Run `SELECT 1`; raises when the database cannot be reached."""

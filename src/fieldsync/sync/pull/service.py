@@ -39,8 +39,7 @@ class Pulled:
 async def pull(database: Database, caller: Caller, checkpoint: str | None, limit: int) -> Pulled:
     """The changes in `caller`'s scope after `checkpoint` (None: everything in scope)."""
     after = decode(checkpoint)
-    pool = await database.raw_pool()
-    async with pool.acquire() as connection:
+    async with database.raw_connection() as connection:
         page = await read_page(
             connection,
             organization_id=caller.organization_id,

@@ -45,8 +45,10 @@ async def lookup(database: Database, keys: Iterable[RecordKey]) -> dict[RecordKe
     wanted = list(set(keys))
     if not wanted:
         return {}
-    pool = await database.raw_pool()
-    rows = await pool.fetch(LOOKUP, [key[0] for key in wanted], [key[1] for key in wanted])
+    async with database.raw_connection() as connection:
+        rows = await connection.fetch(
+            LOOKUP, [key[0] for key in wanted], [key[1] for key in wanted]
+        )
     return {
         (row["collection"], row["record_id"]): KnownRecord(
             organization_id=row["organization_id"],
@@ -64,8 +66,8 @@ async def have_arrived(database: Database, versions: dict[RecordKey, int]) -> bo
     if not versions:
         return True
     keys = list(versions)
-    pool = await database.raw_pool()
-    count = await pool.fetchval(
-        ARRIVED, [key[0] for key in keys], [key[1] for key in keys], [versions[k] for k in keys]
-    )
+    async with database.raw_connection() as connection:
+        count = await connection.fetchval(
+            ARRIVED, [key[0] for key in keys], [key[1] for key in keys], [versions[k] for k in keys]
+        )
     return int(count) == len(keys)

@@ -1,0 +1,91 @@
+"""Deletes are remembered for the horizon; a checkpoint from before a purge gets 410."""
+
+from __future__ import annotations
+
+import httpx
+
+from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.tombstones import purge_once
+from tests.sync.conftest import (
+    PULL,
+    Register,
+    Replica,
+    create_building,
+    has_workflows,
+    pulled_until,
+)
+
+
+async def test_a_checkpoint_older_than_purged_tombstones_is_gone(
+    client: httpx.AsyncClient, register: Register, runtime: Runtime
+) -> None:
+    admin = await register()
+    kept = await create_building(client, admin, name="Kept")
+    doomed = await create_building(client, admin, name="Doomed")
+    old = Replica(admin)
+    await pulled_until(client, old, has_workflows(2))
+    stale_checkpoint = old.checkpoint
+
+    deleted = await client.delete(f"/api/v1/buildings/{doomed['id']}", headers=admin.auth)
+    assert deleted.status_code == 204
+    current = Replica(admin, checkpoint=stale_checkpoint, records=dict(old.records))
+    # The building's delete, then its workflow's (the workflows service follows it).
+    await pulled_until(
+        client,
+        current,
+        lambda r: (
+            doomed["id"] not in r.of("buildings")
+            and len(r.of("workflows")) == 1
+            and {step["workflow_id"] for step in r.of("workflow_steps").values()}
+            == set(r.of("workflows"))
+        ),
+    )
+
+    # Within the horizon the old checkpoint still gets the deletes.
+    within = await client.post(PULL, json={"checkpoint": stale_checkpoint}, headers=admin.auth)
+    assert within.status_code == 200
+    assert {"collection": "buildings", "id": doomed["id"], "op": "delete", "data": None} in (
+        within.json()["changes"]
+    )
+
+    assert await purge_once(runtime.databases["sync"], horizon_seconds=0) > 0
+
+    gone = await client.post(PULL, json={"checkpoint": stale_checkpoint}, headers=admin.auth)
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert gone.json()["type"] == "urn:fieldsync:problem:gone"
+    # A client already past the deletes is unaffected; one starting over gets the rest.
+    assert (
+        await client.post(PULL, json={"checkpoint": current.checkpoint}, headers=admin.auth)
+    ).status_code == 200
+    restarted = Replica(admin)
+    await restarted.pull(client)
+    assert set(restarted.of("buildings")) == {kept["id"]}
+    assert restarted.records == current.records
+
+
+async def test_malformed_pulls_are_refused_with_problems(
+    client: httpx.AsyncClient, register: Register
+) -> None:
+    admin = await register()
+    for body in (
+        {"checkpoint": "not-a-checkpoint"},
+        {"checkpoint": "YzE6eHl6"},  # base64 of "c1:xyz"
+        {"checkpoint": 5},
+        {"checkpoint": None, "limit": 0},
+        {"checkpoint": None, "limit": 1001},
+        {"checkpoint": None, "limit": "many"},
+        {"checkpoint": None, "extra": True},
+        {"checkpoint": "x" * 500},
+    ):
+        response = await client.post(PULL, json=body, headers=admin.auth)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    not_json = await client.post(
+        PULL, content=b"{", headers={**admin.auth, "content-type": "application/json"}
+    )
+    assert not_json.status_code in (400, 422)
+    assert (await client.post(PULL, json={"checkpoint": None})).status_code == 401
+    # A checkpoint from the future (another server, a restored database) starts over too.
+    future = await client.post(PULL, json={"checkpoint": "YzE6OTk5OTk5"}, headers=admin.auth)
+    assert future.status_code == 410
