@@ -13,7 +13,17 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.changes import Change, ChangeOp
+from fieldsync.contracts.collections import WORKFLOWS
 from fieldsync.contracts.identity import Caller, Role
+from fieldsync.contracts.mutations import (
+    AppliedMutations,
+    ApplyMutations,
+    Mutation,
+    MutationResult,
+    MutationStatus,
+    RejectionCode,
+)
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.messaging import Bus
 
@@ -208,6 +218,122 @@ class Client:
             caller=who, building_scope=scope, id=step.id, version=step.version
         )
         return await self.call(contract.STEP_DELETE, request, contract.Deleted)
+
+
+class Device:
+    """One device of a user, pushing mutations to `workflows.apply` the way sync does."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        who: Caller,
+        *,
+        scope: list[uuid.UUID] | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.who = who
+        self.scope = scope
+        self.client_id = client_id or f"device-{secrets.token_hex(4)}"
+        self.last_mutation_id = 0
+
+    def upsert(
+        self,
+        collection: str,
+        record_id: uuid.UUID,
+        base_version: int | None = None,
+        **data: Any,
+    ) -> Mutation:
+        """The next mutation: create (no base version) or update a record (JSON-ready data)."""
+        return self._next(collection, record_id, ChangeOp.UPSERT, data, base_version)
+
+    def delete(
+        self, collection: str, record_id: uuid.UUID, base_version: int | None = None
+    ) -> Mutation:
+        """The next mutation: delete a record."""
+        return self._next(collection, record_id, ChangeOp.DELETE, None, base_version)
+
+    def _next(
+        self,
+        collection: str,
+        record_id: uuid.UUID,
+        op: ChangeOp,
+        data: dict[str, Any] | None,
+        base_version: int | None,
+    ) -> Mutation:
+        self.last_mutation_id += 1
+        return Mutation(
+            mutation_id=self.last_mutation_id,
+            collection=collection,
+            id=record_id,
+            op=op,
+            data=data,
+            base_version=base_version,
+        )
+
+    def request(self, *mutations: Mutation) -> ApplyMutations:
+        """One push of these mutations."""
+        return ApplyMutations(
+            caller=self.who,
+            building_scope=self.scope,
+            client_id=self.client_id,
+            mutations=list(mutations),
+        )
+
+    async def send(self, request: ApplyMutations) -> list[MutationResult]:
+        """Send a push; its results in order."""
+        reply = await self.bus.request(
+            WORKFLOWS.apply_subject, request, AppliedMutations, timeout=30.0
+        )
+        return reply.results
+
+    async def push(self, *mutations: Mutation) -> list[MutationResult]:
+        """Push these mutations; their results in order."""
+        return await self.send(self.request(*mutations))
+
+    async def one(self, mutation: Mutation) -> MutationResult:
+        """Push one mutation; its result."""
+        (result,) = await self.push(mutation)
+        return result
+
+
+async def changes_of(database: Database, org: Org) -> list[Change]:
+    """The organization's Changes in the outbox, in the order they were written."""
+    found = await rows(
+        database,
+        "SELECT payload FROM outbox WHERE subject LIKE :prefix ORDER BY id",
+        prefix=f"changes.{org.id}.%",
+    )
+    return [Change.model_validate_json(bytes(payload)) for (payload,) in found]
+
+
+def applied(result: MutationResult, version: int | None) -> None:
+    """Assert `result` is applied at `version`."""
+    assert (result.status, result.version, result.record, result.error) == (
+        MutationStatus.APPLIED,
+        version,
+        None,
+        None,
+    ), result
+
+
+def rejected(result: MutationResult, code: RejectionCode, field: str | None = None) -> None:
+    """Assert `result` is rejected with `code` (naming `field` when given), showing nothing."""
+    assert result.status is MutationStatus.REJECTED, result
+    assert result.error is not None
+    assert (result.error.code, result.version, result.record) == (code, None, None), result
+    if field is not None:
+        assert result.error.field == field, result
+
+
+def conflict(result: MutationResult, record: dict[str, object] | None, version: int) -> None:
+    """Assert `result` is a conflict carrying `record` at `version`."""
+    assert (result.status, result.record, result.version, result.error) == (
+        MutationStatus.CONFLICT,
+        record,
+        version,
+        None,
+    ), result
 
 
 class _RawBody(BaseModel):

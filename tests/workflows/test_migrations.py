@@ -24,6 +24,7 @@ from tests import servers
 
 TABLES = {
     "alembic_version",
+    "applied_mutations",
     "node_leases",
     "outbox",
     "retired_buildings",
@@ -64,7 +65,7 @@ async def test_migrations_build_the_models_schema_and_downgrade_to_nothing(
     empty_database: str,
 ) -> None:
     assert SERVICE.migrations is not None
-    assert current_heads(SERVICE.migrations) == ("0001",)
+    assert current_heads(SERVICE.migrations) == ("0002",)
 
     await upgrade_async(SERVICE.migrations, empty_database)
     tables, differences = await inspect(empty_database)

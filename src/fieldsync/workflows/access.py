@@ -20,10 +20,13 @@ class Access:
     @classmethod
     def of(cls, request: ScopedRequest) -> Access:
         """The access a request asks with."""
-        scope = request.building_scope
-        return cls(
-            caller=request.caller, building_scope=None if scope is None else frozenset(scope)
-        )
+        return cls.within(request.caller, request.building_scope)
+
+    @classmethod
+    def within(cls, caller: Caller, building_scope: list[uuid.UUID] | None) -> Access:
+        """The caller's access within these buildings (None: the whole organization)."""
+        scope = None if building_scope is None else frozenset(building_scope)
+        return cls(caller=caller, building_scope=scope)
 
     @property
     def organization_id(self) -> uuid.UUID:

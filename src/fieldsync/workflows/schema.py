@@ -1,7 +1,7 @@
 """Every model of the workflows database, imported so Alembic and the ORM see them all."""
 
 from fieldsync.workflows.buildings.models import RetiredBuilding
-from fieldsync.workflows.models import Base, node_leases, outbox
+from fieldsync.workflows.models import Base, applied_mutations, node_leases, outbox
 from fieldsync.workflows.steps.models import WorkflowStep
 from fieldsync.workflows.templates.models import WorkflowTemplate, WorkflowTemplateStep
 from fieldsync.workflows.workflows.models import Workflow
@@ -13,6 +13,7 @@ __all__ = [
     "WorkflowStep",
     "WorkflowTemplate",
     "WorkflowTemplateStep",
+    "applied_mutations",
     "node_leases",
     "outbox",
 ]

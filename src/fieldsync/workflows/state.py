@@ -20,6 +20,8 @@ from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.runtime import Runtime, current_runtime
 
 SERVICE_NAME = "workflows"
+# PostgreSQL's serialization_failure and deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 _STATE: contextvars.ContextVar[WorkflowsState] = contextvars.ContextVar("workflows_state")
 
@@ -48,6 +50,8 @@ class WorkflowsState:
             except (DBAPIError, OSError) as exc:
                 if isinstance(exc, OSError) or exc.connection_invalidated:
                     raise Unavailable("the workflows database cannot be reached") from None
+                if _lost_a_race(exc):
+                    raise Unavailable("the transaction lost a race; retry") from None
                 raise
             try:
                 await session.commit()
@@ -57,6 +61,12 @@ class WorkflowsState:
                 if isinstance(exc, OSError) or exc.connection_invalidated:
                     raise Unavailable("the workflows database connection was lost") from None
                 raise
+
+
+def _lost_a_race(error: DBAPIError) -> bool:
+    # A deadlock or serialization failure (a push locks many records in one transaction):
+    # nothing was written, and the same request again succeeds.
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 @contextlib.contextmanager

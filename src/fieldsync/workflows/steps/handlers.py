@@ -17,7 +17,7 @@ from fieldsync.kit.messaging import Router
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.paging import page_request
 from fieldsync.workflows.state import current
-from fieldsync.workflows.steps.service import StepService
+from fieldsync.workflows.steps.service import NewStep, StepService
 from fieldsync.workflows.workflows.service import step_out
 
 router = Router(queue=contract.QUEUE)
@@ -27,8 +27,14 @@ router = Router(queue=contract.QUEUE)
 async def create_step(request: StepCreate) -> WorkflowStep:
     """Add a step to a workflow (managers and admins)."""
     state = current()
+    new = NewStep(
+        workflow_id=request.workflow_id,
+        title=request.title,
+        required=request.required,
+        position=request.position,
+    )
     async with state.transaction() as session:
-        step, workflow = await StepService(session, state.ids).create(Access.of(request), request)
+        step, workflow = await StepService(session, state.ids).create(Access.of(request), new)
     return step_out(step, workflow)
 
 

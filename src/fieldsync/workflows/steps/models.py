@@ -22,6 +22,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from fieldsync.kit.db.models import EntityMixin
 from fieldsync.workflows.models import Base
 
+# Public ids are unique across organizations (named by the metadata's convention).
+UUID_CONSTRAINT = "uq_workflow_steps_uuid"
+
 
 class WorkflowStep(EntityMixin, Base):
     """One thing to do in a workflow; `required` steps gate the workflow's `done`."""

@@ -25,20 +25,28 @@ class StepRepository(Repository[WorkflowStep]):
         self.session.add_all(steps)
         await self.flush()
 
-    async def workflow_id_of(self, public_id: uuid.UUID) -> int | None:
-        """The workflow of a live step (unscoped: check the workflow next)."""
-        workflow_id: int | None = await self.session.scalar(
-            select(WorkflowStep.workflow_id).where(
-                WorkflowStep.uuid == public_id, WorkflowStep.deleted_at.is_(None)
-            )
-        )
+    async def workflow_id_of(
+        self, public_id: uuid.UUID, *, include_deleted: bool = False
+    ) -> int | None:
+        """The workflow of a step, live unless `include_deleted` (unscoped: check the
+        workflow next)."""
+        statement = select(WorkflowStep.workflow_id).where(WorkflowStep.uuid == public_id)
+        if not include_deleted:
+            statement = statement.where(WorkflowStep.deleted_at.is_(None))
+        workflow_id: int | None = await self.session.scalar(statement)
         return workflow_id
 
     async def find_in_workflow(
-        self, workflow_id: int, public_id: uuid.UUID, *, lock: Lock = Lock.NONE
+        self,
+        workflow_id: int,
+        public_id: uuid.UUID,
+        *,
+        lock: Lock = Lock.NONE,
+        include_deleted: bool = False,
     ) -> WorkflowStep | None:
-        """A live step of this workflow, or None."""
-        statement = self.select_live().where(
+        """A step of this workflow (live unless `include_deleted`), or None."""
+        statement = select(WorkflowStep) if include_deleted else self.select_live()
+        statement = statement.where(
             WorkflowStep.workflow_id == workflow_id, WorkflowStep.uuid == public_id
         )
         found: WorkflowStep | None = await self.session.scalar(locked(statement, lock))

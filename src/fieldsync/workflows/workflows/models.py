@@ -23,6 +23,8 @@ from fieldsync.kit.db.models import EntityMixin
 from fieldsync.workflows.models import Base
 
 IDEMPOTENCY_CONSTRAINT = "uq_workflows_organization_id_idempotency_key"
+# Public ids are unique across organizations (named by the metadata's convention).
+UUID_CONSTRAINT = "uq_workflows_uuid"
 
 
 class Workflow(EntityMixin, Base):

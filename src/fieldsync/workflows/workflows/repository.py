@@ -19,26 +19,41 @@ class WorkflowRepository(Repository[Workflow]):
 
     model = Workflow
 
-    def select_in_scope(self, access: Access) -> Select[Workflow]:
-        """Live workflows the caller may see."""
-        statement = self.select_live().where(Workflow.organization_id == access.organization_id)
+    def select_in_scope(self, access: Access, *, include_deleted: bool = False) -> Select[Workflow]:
+        """Workflows the caller may see (live ones unless `include_deleted`)."""
+        statement = select(Workflow) if include_deleted else self.select_live()
+        statement = statement.where(Workflow.organization_id == access.organization_id)
         if access.building_scope is not None:
             statement = statement.where(Workflow.building_id.in_(access.building_scope))
         return statement
 
     async def find(
-        self, access: Access, public_id: uuid.UUID, *, lock: Lock = Lock.NONE
+        self,
+        access: Access,
+        public_id: uuid.UUID,
+        *,
+        lock: Lock = Lock.NONE,
+        include_deleted: bool = False,
     ) -> Workflow | None:
-        """A live workflow in scope by public id, or None."""
-        statement = self.select_in_scope(access).where(Workflow.uuid == public_id)
+        """A workflow in scope by public id (live unless `include_deleted`), or None."""
+        statement = self.select_in_scope(access, include_deleted=include_deleted).where(
+            Workflow.uuid == public_id
+        )
         found: Workflow | None = await self.session.scalar(locked(statement, lock))
         return found
 
     async def find_by_id(
-        self, access: Access, workflow_id: int, *, lock: Lock = Lock.NONE
+        self,
+        access: Access,
+        workflow_id: int,
+        *,
+        lock: Lock = Lock.NONE,
+        include_deleted: bool = False,
     ) -> Workflow | None:
-        """A live workflow in scope by snowflake id, or None."""
-        statement = self.select_in_scope(access).where(Workflow.id == workflow_id)
+        """A workflow in scope by snowflake id (live unless `include_deleted`), or None."""
+        statement = self.select_in_scope(access, include_deleted=include_deleted).where(
+            Workflow.id == workflow_id
+        )
         found: Workflow | None = await self.session.scalar(locked(statement, lock))
         return found
 

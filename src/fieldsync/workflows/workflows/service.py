@@ -1,9 +1,13 @@
-"""Workflow use cases: idempotent create, reads, field updates, the state machine, delete."""
+"""Workflow use cases: idempotent create, reads, field updates, the state machine, delete.
+
+The `*_pushed` methods apply mutations clients pushed through sync: a client-chosen id
+on create, several changes in one write, deletes that hold when the record is gone.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -18,11 +22,12 @@ from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.buildings.repository import BuildingRepository
 from fieldsync.workflows.changes import change_log
+from fieldsync.workflows.invalid import invalid
 from fieldsync.workflows.locking import Lock
 from fieldsync.workflows.steps.models import WorkflowStep
 from fieldsync.workflows.steps.repository import StepRepository
 from fieldsync.workflows.templates.service import default_template
-from fieldsync.workflows.workflows.models import IDEMPOTENCY_CONSTRAINT, Workflow
+from fieldsync.workflows.workflows.models import IDEMPOTENCY_CONSTRAINT, UUID_CONSTRAINT, Workflow
 from fieldsync.workflows.workflows.repository import WorkflowRepository
 
 TRANSITIONS: dict[WorkflowStatus, tuple[WorkflowStatus, ...]] = {
@@ -72,13 +77,29 @@ def step_out(step: WorkflowStep, workflow: Workflow) -> contract.WorkflowStep:
     )
 
 
+def current_workflow(workflow: Workflow, detail: str) -> Conflict:
+    """A Conflict carrying the workflow as it is now (None once deleted)."""
+    return Conflict(
+        detail,
+        current_version=workflow.version,
+        current=None if workflow.is_deleted else workflow_out(workflow).model_dump(mode="json"),
+    )
+
+
 def stale_workflow(workflow: Workflow, expected_version: int) -> Conflict:
     """The Conflict of a write based on an old version, carrying the current workflow."""
-    return Conflict(
-        f"stale version {expected_version}; the current version is {workflow.version}",
-        current_version=workflow.version,
-        current=workflow_out(workflow).model_dump(mode="json"),
+    return current_workflow(
+        workflow, f"stale version {expected_version}; the current version is {workflow.version}"
     )
+
+
+def pushed_key(public_id: uuid.UUID) -> str:
+    """The idempotency key of a workflow a client created under its own id.
+
+    A namespace of its own: a client-chosen id equal to a building's id must not take
+    the key of that building's default workflow.
+    """
+    return f"pushed:{public_id}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,19 @@ class NewWorkflow:
     name: str | None = None
     assignee_id: uuid.UUID | None = None
     due_date: date | None = None
+
+
+# What a pushed change may give: the wire fields (the building cannot change, though).
+PUSHED_FIELDS = frozenset({"building_id", "name", "status", "assignee_id", "due_date"})
+
+
+@dataclass(frozen=True)
+class WorkflowChanges:
+    """A pushed change: the fields the client gave (of PUSHED_FIELDS), at `version`."""
+
+    id: uuid.UUID
+    version: int
+    given: Mapping[str, object]
 
 
 @dataclass
@@ -152,14 +186,66 @@ class WorkflowService:
             return False
         return created
 
+    async def create_pushed(
+        self,
+        access: Access,
+        public_id: uuid.UUID,
+        *,
+        building_id: uuid.UUID,
+        name: str | None = None,
+        assignee_id: uuid.UUID | None = None,
+        due_date: date | None = None,
+    ) -> Workflow:
+        """Create a workflow under the id a client chose (which names its creation).
+
+        The id in use is a Conflict carrying that workflow (None once deleted) when the
+        caller may see it, else NotFound: nothing of another scope leaks.
+        """
+        access.require_manager("creating a workflow")
+        await self._refuse_taken(access, public_id)
+        if not access.sees(building_id):
+            raise NotFound("no such building")
+        new = NewWorkflow(
+            organization_id=access.organization_id,
+            building_id=building_id,
+            idempotency_key=pushed_key(public_id),
+            name=name,
+            assignee_id=assignee_id,
+            due_date=due_date,
+        )
+        await self._hold_building(new)
+        try:
+            async with self.session.begin_nested():
+                return await self._create(new, public_id=public_id)
+        except Conflict as exc:
+            if exc.extensions.get("constraint") not in (UUID_CONSTRAINT, IDEMPOTENCY_CONSTRAINT):
+                raise
+        # A concurrent create of the same id committed first: answer with its workflow.
+        await self._refuse_taken(access, public_id)
+        raise Conflict("the id is already in use")
+
+    async def _refuse_taken(self, access: Access, public_id: uuid.UUID) -> None:
+        existing = await self.workflows.get_by_uuid(public_id, include_deleted=True)
+        if existing is None:
+            return
+        if existing.organization_id != access.organization_id or not access.sees(
+            existing.building_id
+        ):
+            raise NotFound("the id is already in use")
+        raise current_workflow(existing, "a workflow with this id exists")
+
+    async def _hold_building(self, new: NewWorkflow) -> None:
+        """Hold off the building's delete until commit; a deleted building is NotFound."""
+        await self.buildings.lock_for_create(new.building_id)
+        if await self.buildings.is_retired(new.organization_id, new.building_id):
+            raise NotFound("the building has been deleted")
+
     async def _create_once(self, new: NewWorkflow) -> tuple[Workflow, bool]:
         existing = await self.workflows.find_by_idempotency_key(
             new.organization_id, new.idempotency_key
         )
         if existing is None:
-            await self.buildings.lock_for_create(new.building_id)
-            if await self.buildings.is_retired(new.organization_id, new.building_id):
-                raise NotFound("the building has been deleted")
+            await self._hold_building(new)
             try:
                 async with self.session.begin_nested():
                     return await self._create(new), True
@@ -179,24 +265,25 @@ class WorkflowService:
             )
         return existing, False
 
-    async def _create(self, new: NewWorkflow) -> Workflow:
+    async def _create(self, new: NewWorkflow, *, public_id: uuid.UUID | None = None) -> Workflow:
         template = await default_template(
             session=self.session, ids=self.ids, organization_id=new.organization_id
         )
-        workflow = await self.workflows.add(
-            Workflow(
-                organization_id=new.organization_id,
-                building_id=new.building_id,
-                template_id=template.template.id,
-                name=new.name or template.template.name,
-                status=WorkflowStatus.OPEN,
-                assignee_id=new.assignee_id,
-                due_date=new.due_date,
-                idempotency_key=new.idempotency_key,
-                deleted_at=None,
-                version=1,
-            )
+        workflow = Workflow(
+            organization_id=new.organization_id,
+            building_id=new.building_id,
+            template_id=template.template.id,
+            name=new.name or template.template.name,
+            status=WorkflowStatus.OPEN,
+            assignee_id=new.assignee_id,
+            due_date=new.due_date,
+            idempotency_key=new.idempotency_key,
+            deleted_at=None,
+            version=1,
         )
+        if public_id is not None:
+            workflow.uuid = public_id
+        await self.workflows.add(workflow)
         steps = [
             WorkflowStep(
                 workflow_id=workflow.id,
@@ -241,26 +328,67 @@ class WorkflowService:
         workflow = await self.get(access, request.id, lock=Lock.UPDATE)
         if request.version != workflow.version:
             raise stale_workflow(workflow, request.version)
+        await self._check_transition(access, workflow, request.status)
+        await self.workflows.update(
+            workflow, expected_version=request.version, status=request.status
+        )
+        await self.record(workflow)
+        return workflow
+
+    async def _check_transition(
+        self, access: Access, workflow: Workflow, target: WorkflowStatus
+    ) -> None:
+        """Raise unless the caller may move the workflow to `target` now."""
         status = WorkflowStatus(workflow.status)
-        if request.status not in TRANSITIONS[status]:
+        if target not in TRANSITIONS[status]:
             raise Conflict(
-                f"a workflow cannot go from {status} to {request.status}",
+                f"a workflow cannot go from {status} to {target}",
                 status=status,
                 allowed=allowed_transitions(status, access),
             )
         if status is WorkflowStatus.DONE and not access.manages:
             raise Forbidden("reopening a done workflow requires the manager or admin role")
-        if request.status is WorkflowStatus.DONE:
+        if target is WorkflowStatus.DONE:
             incomplete = await self.steps.incomplete_required(workflow.id)
             if incomplete:
                 raise Conflict(
                     f"{len(incomplete)} required step(s) are not done",
                     incomplete_steps=[str(step.uuid) for step in incomplete],
                 )
-        await self.workflows.update(
-            workflow, expected_version=request.version, status=request.status
+
+    async def update_pushed(self, access: Access, changes: WorkflowChanges) -> Workflow:
+        """Apply a pushed change: the fields that differ and the status, as one write.
+
+        One version bump and one Change for all of it, none when nothing differs. A
+        field sent with its current value is no change (technicians may send them).
+        A deleted workflow is a Conflict carrying None.
+        """
+        workflow = await self.workflows.find(
+            access, changes.id, lock=Lock.UPDATE, include_deleted=True
         )
-        await self.record(workflow)
+        if workflow is None:
+            raise NotFound("no such workflow")
+        if workflow.is_deleted:
+            raise current_workflow(workflow, "the workflow has been deleted")
+        if changes.version != workflow.version:
+            raise stale_workflow(workflow, changes.version)
+        unknown = sorted(changes.given.keys() - PUSHED_FIELDS)
+        if unknown:
+            raise invalid(unknown[0], "not a field of a workflow that a client sets")
+        changed = {
+            name: value for name, value in changes.given.items() if getattr(workflow, name) != value
+        }
+        if "building_id" in changed:
+            raise invalid("building_id", "a workflow cannot move to another building")
+        status = changed.pop("status", None)
+        if changed:
+            access.require_manager("changing a workflow")
+        if status is not None:
+            await self._check_transition(access, workflow, WorkflowStatus(str(status)))
+            changed["status"] = status
+        if changed:
+            await self.workflows.update(workflow, expected_version=changes.version, **changed)
+            await self.record(workflow)
         return workflow
 
     async def delete(self, access: Access, request: contract.WorkflowDelete) -> Workflow:
@@ -269,6 +397,25 @@ class WorkflowService:
         workflow = await self.get(access, request.id, lock=Lock.UPDATE)
         if request.version != workflow.version:
             raise stale_workflow(workflow, request.version)
+        await self._delete(workflow)
+        return workflow
+
+    async def delete_pushed(
+        self, access: Access, workflow_id: uuid.UUID, *, version: int | None
+    ) -> Workflow | None:
+        """Delete at `version` (None: whatever it is); the workflow after it.
+
+        A deleted workflow stays as it is and a missing (or unseen) one is None: either
+        way the client's wish holds.
+        """
+        access.require_manager("deleting a workflow")
+        workflow = await self.workflows.find(
+            access, workflow_id, lock=Lock.UPDATE, include_deleted=True
+        )
+        if workflow is None or workflow.is_deleted:
+            return workflow
+        if version is not None and version != workflow.version:
+            raise stale_workflow(workflow, version)
         await self._delete(workflow)
         return workflow
 

@@ -1,0 +1,1 @@
+"""Mutations clients pushed through sync (`workflows.apply`): workflows and their steps."""
