@@ -106,7 +106,9 @@ async def test_each_write_appends_its_change_and_the_relay_publishes_it(
     assert all(c.occurred_at is not None for c in changes)
 
     published = await stream_of(bus, org, len(outbox))
-    assert published == [(subject, payload, str(row_id)) for row_id, subject, payload, _ in outbox]
+    assert published == [
+        (subject, payload, f"workflows:{row_id}") for row_id, subject, payload, _ in outbox
+    ]
 
     # The relay marks what it published.
     async def all_marked() -> bool:

@@ -90,7 +90,7 @@ class ChangeFeed:
         self._consumer = consumer
         self.changes: list[Change] = []
         self.subjects: list[str] = []
-        self.message_ids: list[int] = []
+        self.message_ids: list[str] = []
 
     async def _fetch(self) -> int:
         """One fetch (waits at most half a second); how many messages it brought."""
@@ -98,7 +98,7 @@ class ChangeFeed:
         for message in messages:
             self.changes.append(Change.model_validate_json(message.data))
             self.subjects.append(message.subject)
-            self.message_ids.append(int(message.headers["Nats-Msg-Id"]))
+            self.message_ids.append(message.headers["Nats-Msg-Id"])
             await message.ack()
         return len(messages)
 

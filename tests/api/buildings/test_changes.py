@@ -94,7 +94,7 @@ async def test_building_writes_are_published_in_order(
 
     # The outbox holds exactly these, each marked published, its id the Nats-Msg-Id.
     rows = await wait_until_published(runtime, organization, count=3)
-    assert [row.id for row in rows] == feed.message_ids
+    assert [f"api:{row.id}" for row in rows] == feed.message_ids
     assert [Change.model_validate(payload_of(row)) for row in rows] == changes
     assert all(row.subject == f"changes.{organization}.buildings" for row in rows)
 
@@ -139,7 +139,7 @@ async def test_assignments_are_published_and_idempotent_writes_are_not(
         assert change.organization_id == uuid.UUID(organization)
 
     rows = await wait_until_published(runtime, organization, count=4)
-    assert [row.id for row in rows] == feed.message_ids
+    assert [f"api:{row.id}" for row in rows] == feed.message_ids
 
 
 async def test_each_organization_has_its_own_subjects(
@@ -166,5 +166,5 @@ async def test_each_organization_has_its_own_subjects(
     assert [change.id for change in first_feed.changes] == [uuid.UUID(mine["id"])]
     assert first_feed.subjects == [f"changes.{first.claims['org']}.buildings"]
     assert [
-        row.id for row in await wait_until_published(runtime, first.claims["org"], count=1)
+        f"api:{row.id}" for row in await wait_until_published(runtime, first.claims["org"], count=1)
     ] == first_feed.message_ids

@@ -91,7 +91,9 @@ async def test_committed_messages_are_published_once_in_order(
 
     messages = await stored(bus, stream)
     assert [payload for _, payload, _ in messages] == [b"a", b"b", b"c", b"d", b"e"]
-    assert [message_id for _, _, message_id in messages] == [str(i) for i in first + second]
+    assert [message_id for _, _, message_id in messages] == [
+        f"{stream}:{i}" for i in first + second
+    ]
     async with database.engine.connect() as connection:
         unpublished = await connection.scalar(
             select(OUTBOX.c.id).where(OUTBOX.c.published_at.is_(None)).limit(1)

@@ -3,12 +3,12 @@
 A service appends a message to its `outbox` table in the same transaction as the
 change it describes (`append`). One relay per service (`OutboxRelay`, leader elected
 with a PostgreSQL advisory lock) publishes unpublished rows in id order with
-`Nats-Msg-Id` = the row id, then marks them published. A crash between publishing
+`Nats-Msg-Id` = `<service>:<row id>`, then marks them published. A crash between publishing
 and marking republishes the same ids, which JetStream drops as duplicates inside the
 stream's dedupe window; a relay that is down delays messages and never loses them.
 """
 
-from fieldsync.kit.outbox.relay import OutboxRelay
+from fieldsync.kit.outbox.relay import OutboxRelay, message_id
 from fieldsync.kit.outbox.table import append, outbox_table
 
-__all__ = ["OutboxRelay", "append", "outbox_table"]
+__all__ = ["OutboxRelay", "append", "message_id", "outbox_table"]

@@ -19,6 +19,16 @@ from fieldsync.kit.outbox.table import notify_channel
 log = get_logger(__name__)
 
 
+def message_id(relay: str, row_id: int) -> str:
+    """The `Nats-Msg-Id` of an outbox row: the relay's name, then the row id.
+
+    Row ids are snowflakes unique within one service's database only (node ids are
+    leased per database), and several services publish into one stream: a bare id
+    of one service could equal another's, and JetStream would drop it as a duplicate.
+    """
+    return f"{relay}:{row_id}"
+
+
 def lock_key(name: str) -> int:
     """A stable 63-bit advisory-lock key for a relay name."""
     return int.from_bytes(hashlib.sha256(f"outbox:{name}".encode()).digest()[:8], "big") >> 1
@@ -134,7 +144,7 @@ class OutboxRelay:
             # record's changes in the order they were committed.
             for row in rows:
                 await self._jetstream.publish(
-                    row.subject, bytes(row.payload), message_id=str(row.id)
+                    row.subject, bytes(row.payload), message_id=message_id(self.name, row.id)
                 )
             ids = [row.id for row in rows]
             if self._after_publish is not None:

@@ -16,12 +16,15 @@ from fieldsync.contracts.mutations import (
     MutationStatus,
 )
 from fieldsync.kit.errors import Unavailable
+from fieldsync.kit.logging import get_logger
 from fieldsync.kit.runtime import Runtime
 from fieldsync.sync.push.checks import MutationChecks, referenced_keys
 from fieldsync.sync.push.replica import RecordKey, have_arrived, lookup
 from fieldsync.sync.push.schemas import PushIn, PushOut, PushResult
 from fieldsync.sync.realtime.hub import hub_of, wait_for_event
 from fieldsync.sync.scope import building_scope
+
+log = get_logger(__name__)
 
 SERVICE_NAME = "sync"
 # An owner applies up to 500 mutations in one transaction: allow it more than a query.
@@ -102,6 +105,15 @@ async def wait_until_replicated(
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            known = await lookup(database, list(versions)[:20])
+            log.warning(
+                "pushed changes did not reach the replica in time",
+                waiting_for=[
+                    f"{c}/{i}@{v} (replica: "
+                    f"{known[(c, i)].owner_version if (c, i) in known else 'missing'})"
+                    for (c, i), v in list(versions.items())[:20]
+                ],
+            )
             raise Unavailable(
                 "the mutations were applied but are not yet visible to pulls; "
                 "retry the same push (nothing is applied twice)"
