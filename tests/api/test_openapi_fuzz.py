@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,14 @@ from tests.conftest import FAST_PASSWORD_HASHING
 from tests.processes import Running, clean_env
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """Base URLs of the running replicas."""
+
+    api: str
+    sync: str
+
+
 # Module scope: the workflows replica must be gone before other modules count the
 # subscribers of queue group `workflows` on the shared NATS server.
 @pytest.fixture(scope="module")
@@ -30,10 +39,11 @@ def api_process(
     nats_server: NatsEndpoints,
     api_database_url: str,
     workflows_database_url: str,
+    sync_database_url: str,
     signing_key_file: Path,
     redis_url: str,
-) -> Iterator[str]:
-    """Real api and workflows replicas, as `fieldsync run` starts them; the api's base URL."""
+) -> Iterator[Replicas]:
+    """Real api, workflows and sync replicas, as `fieldsync run` starts them."""
     port = free_port()
     env = clean_env(
         FIELDSYNC_NATS_URL=nats_server.url,
@@ -52,23 +62,33 @@ def api_process(
     workflows_port = free_port()
     workflows = Running(["run", "workflows"], {**env, "FIELDSYNC_HTTP_PORT": str(workflows_port)})
     api = Running(["run", "api"], env)
+    sync_port = free_port()
+    sync = Running(
+        ["run", "sync"],
+        {
+            **env,
+            "FIELDSYNC_HTTP_PORT": str(sync_port),
+            "FIELDSYNC_SYNC_DATABASE_URL": sync_database_url,
+        },
+    )
+    processes = {"workflows": workflows, "api": api, "sync": sync}
     try:
         workflows.wait_until_ready(f"http://127.0.0.1:{workflows_port}")
         base_url = f"http://127.0.0.1:{port}"
         api.wait_until_ready(base_url)
-        yield base_url
+        sync.wait_until_ready(f"http://127.0.0.1:{sync_port}")
+        yield Replicas(api=base_url, sync=f"http://127.0.0.1:{sync_port}")
     finally:
-        api_code = api.stop(signal.SIGTERM)
-        workflows_code = workflows.stop(signal.SIGTERM)
-    assert api_code == 0, "\n".join(api.lines)
-    assert workflows_code == 0, "\n".join(workflows.lines)
+        codes = {name: process.stop(signal.SIGTERM) for name, process in processes.items()}
+    for name, code in codes.items():
+        assert code == 0, "\n".join(processes[name].lines)
 
 
 @pytest.fixture(scope="module")
-def admin_token(api_process: str) -> str:
+def admin_token(api_process: Replicas) -> str:
     """An access token of an admin in a new organization."""
     response = httpx.post(
-        f"{api_process}/api/v1/auth/register",
+        f"{api_process.api}/api/v1/auth/register",
         json={
             "email": f"fuzz-{secrets.token_hex(6)}@example.com",
             "password": STRONG_PASSWORD,
@@ -83,9 +103,15 @@ def admin_token(api_process: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def api_schema(api_process: str) -> schemathesis.BaseSchema:
-    """The live OpenAPI document of the replica."""
-    return schemathesis.openapi.from_url(f"{api_process}/openapi.json")
+def api_schema(api_process: Replicas) -> schemathesis.BaseSchema:
+    """The live OpenAPI document of the api replica."""
+    return schemathesis.openapi.from_url(f"{api_process.api}/openapi.json")
+
+
+@pytest.fixture(scope="module")
+def sync_schema(api_process: Replicas) -> schemathesis.BaseSchema:
+    """The live OpenAPI document of the sync replica."""
+    return schemathesis.openapi.from_url(f"{api_process.sync}/openapi.json")
 
 
 # Schemathesis's pytest plugin does not run under pytest 9, so each operation's
@@ -99,13 +125,17 @@ FUZZ = settings(
 )
 
 
-def test_no_operation_fails_or_breaks_its_schema(
-    api_schema: schemathesis.BaseSchema, admin_token: str
-) -> None:
-    headers = {"Authorization": f"Bearer {admin_token}"}
-    operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) >= 15, [operation.label for operation in operations]
+# Streams never end: their behaviour is tested in tests/sync/test_realtime.py.
+STREAMING = {"GET /api/v1/sync/stream"}
+
+
+def fuzz_operations(schema: schemathesis.BaseSchema, token: str) -> list[str]:
+    """Run every operation of `schema` (but the streams); their labels."""
+    headers = {"Authorization": f"Bearer {token}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
+        if operation.label in STREAMING:
+            continue
 
         @FUZZ
         @given(case=operation.as_strategy())
@@ -117,3 +147,18 @@ def test_no_operation_fails_or_breaks_its_schema(
             case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
         fuzz()
+    return [operation.label for operation in operations]
+
+
+def test_no_operation_fails_or_breaks_its_schema(
+    api_schema: schemathesis.BaseSchema, admin_token: str
+) -> None:
+    labels = fuzz_operations(api_schema, admin_token)
+    assert len(labels) >= 15, labels
+
+
+def test_no_sync_operation_fails_or_breaks_its_schema(
+    sync_schema: schemathesis.BaseSchema, admin_token: str
+) -> None:
+    labels = fuzz_operations(sync_schema, admin_token)
+    assert {"POST /api/v1/sync/pull", "POST /api/v1/sync/push"} <= set(labels), labels
