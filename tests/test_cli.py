@@ -42,6 +42,26 @@ def demo_workflow_statuses(base_url: str, data_dir: Path) -> set[str]:
     return statuses
 
 
+def pulled_summary(base_url: str, login: dict[str, str], expected: str) -> str:
+    """`fieldsync pull` as the user until its summary shows `expected` (the replica
+    catches up with the seeding asynchronously); the last summary line."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = subprocess.run(
+            [FIELDSYNC, "pull", "--url", base_url, "--email", login["email"]],
+            input=login["password"] + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        summary = result.stdout.strip().splitlines()[-1]
+        if expected in summary or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.2)
+
+
 def postmaster_pid(data_dir: Path) -> int | None:
     """The embedded PostgreSQL's pid from its postmaster.pid file."""
     pid_file = data_dir / "postgres" / "postmaster.pid"
@@ -92,6 +112,7 @@ def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir:
         assert ready.status_code == 200
         assert ready.json()["checks"] == {
             "database:api": "ok",
+            "database:sync": "ok",
             "database:workflows": "ok",
             "nats": "ok",
         }
@@ -105,6 +126,13 @@ def test_up_serves_restarts_on_the_same_data_and_leaves_nothing_behind(data_dir:
             "done",
             "cancelled",
         }
+        # The sync service serves the demo data too: a technician's device holds their
+        # six buildings, each with its workflow.
+        technician = json.loads((data_dir / "demo-logins.json").read_text())[2]
+        assert technician["role"] == "technician"
+        assert "holding buildings: 6, workflows: 6" in pulled_summary(
+            f"http://127.0.0.1:{port}", technician, "holding buildings: 6, workflows: 6"
+        )
         docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200
         database_url = f"postgresql://postgres@/fieldsync_api?host={data_dir / 'postgres'}"
@@ -236,6 +264,7 @@ def test_up_uses_configured_servers_instead_of_embedded_ones(
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
         assert ready.json()["checks"] == {
             "database:api": "ok",
+            "database:sync": "ok",
             "database:workflows": "ok",
             "nats": "ok",
         }

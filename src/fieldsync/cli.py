@@ -15,6 +15,7 @@ import typer
 
 import fieldsync
 from fieldsync import serving
+from fieldsync.client import SyncClient, SyncError
 from fieldsync.demo import DemoLogin, demo_logins
 from fieldsync.demo import seed as seed_demo
 from fieldsync.kit.embedded.stack import EmbeddedStack
@@ -125,7 +126,7 @@ def up(
 
             await serving.serve(settings, endpoints, services, on_ready=ready)
 
-        asyncio.run(main())
+        serving.run_forever(main())
     except StartupError as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
@@ -153,7 +154,7 @@ def run(
     services = resolve([service])
     try:
         endpoints = Endpoints.from_settings(settings, services)
-        asyncio.run(serving.serve(settings, endpoints, services))
+        serving.run_forever(serving.serve(settings, endpoints, services))
     except StartupError as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
@@ -208,6 +209,45 @@ def seed(
         fail(f"cannot seed {url}: {exc}", 1)
     for login in logins:
         typer.echo(f"{login.role:<11} {login.email}  {login.password}")
+
+
+@app.command()
+def pull(
+    email: Annotated[str, typer.Option(help="Sign in as this user")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running fieldsync")
+    ] = "http://127.0.0.1:8000",
+    follow: Annotated[bool, typer.Option(help="Keep pulling at every realtime poke")] = False,
+) -> None:
+    """Sync a user's scope with the Python client and print what it holds."""
+    configure_logging(LogFormat.CONSOLE, "warning")
+    try:
+        asyncio.run(pull_scope(url.rstrip("/"), email, password, follow=follow))
+    except SyncError as exc:
+        fail(f"{url} refused: {exc}", 1)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc}", 1)
+
+
+async def pull_scope(url: str, email: str, password: str, *, follow: bool) -> None:
+    """Pull everything in scope, print counts per collection; with `follow`, repeat per poke."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        device = SyncClient(http)
+        await device.login(email, password)
+        received = await device.pull()
+        typer.echo(_summary(device, received))
+        if follow:
+            async for _ in device.pokes():
+                typer.echo(_summary(device, await device.pull()))
+
+
+def _summary(device: SyncClient, received: int) -> str:
+    counts = ", ".join(
+        f"{name}: {len(device.store.view(name))}"
+        for name in ("buildings", "workflows", "workflow_steps")
+    )
+    return f"{received} change(s) pulled; holding {counts}; checkpoint {device.store.checkpoint}"
 
 
 @app.command()
