@@ -20,12 +20,13 @@ in order, each in its own savepoint of one transaction.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,6 +83,15 @@ class ApplyMutations(BaseModel):
     client_id: ClientId
     mutations: list[Mutation] = Field(min_length=1, max_length=MAX_MUTATIONS)
 
+    @field_validator("mutations")
+    @classmethod
+    def _increasing_ids(cls, value: list[Mutation]) -> list[Mutation]:
+        # Each id names one mutation: a repeated id would be applied as a new one.
+        for earlier, later in itertools.pairwise(value):
+            if later.mutation_id <= earlier.mutation_id:
+                raise ValueError("mutation_id must increase within a request")
+        return value
+
 
 class MutationError(BaseModel):
     """Why a mutation was rejected; `field` names the offending field when there is one."""
@@ -129,19 +139,23 @@ async def apply_in_order(
     claims = MutationLedger(
         session, ledger, user_id=request.caller.user_id, client_id=request.client_id
     )
+    ids = [mutation.mutation_id for mutation in request.mutations]
+    claimed = await claims.claim(ids)
+    stored = await claims.results([i for i in ids if i not in claimed])
     results: list[MutationResult] = []
+    settled: dict[int, dict[str, Any]] = {}
     for mutation in request.mutations:
-        if not await claims.claim(mutation.mutation_id):
-            stored = await claims.result(mutation.mutation_id)
-            results.append(MutationResult.model_validate(stored))
+        if mutation.mutation_id not in claimed:
+            results.append(MutationResult.model_validate(stored[mutation.mutation_id]))
             continue
         try:
             async with session.begin_nested():
                 result = await apply_one(mutation)
         except (FieldsyncError, ValidationError) as exc:
             result = result_of_error(mutation, exc)
-        await claims.settle(mutation.mutation_id, result.model_dump(mode="json"))
+        settled[mutation.mutation_id] = result.model_dump(mode="json")
         results.append(result)
+    await claims.settle(settled)
     return AppliedMutations(results=results)
 
 

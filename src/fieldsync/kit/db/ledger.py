@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     func,
     select,
     update,
@@ -52,41 +53,59 @@ class MutationLedger:
         self.user_id = user_id
         self.client_id = client_id
 
-    async def claim(self, mutation_id: int) -> bool:
-        """Claim a mutation; False when it was applied before (its result is stored).
+    async def claim(self, mutation_ids: list[int]) -> set[int]:
+        """Claim mutations in one statement; the ids this transaction now owns.
 
-        A concurrent claim of the same mutation waits here until the first
-        transaction ends: PostgreSQL holds the second insert on the unique key.
+        The others were applied before (their results are stored). A concurrent claim
+        of the same mutation waits here until the first transaction ends: PostgreSQL
+        holds the second insert on the unique key. Ids are claimed in ascending order,
+        so two overlapping claims cannot deadlock.
         """
-        claimed = await self.session.scalar(
+        ordered = sorted(set(mutation_ids))
+        if not ordered:
+            return set()
+        claimed = await self.session.scalars(
             insert(self.table)
-            .values(user_id=self.user_id, client_id=self.client_id, mutation_id=mutation_id)
+            .values(
+                [
+                    {"user_id": self.user_id, "client_id": self.client_id, "mutation_id": i}
+                    for i in ordered
+                ]
+            )
             .on_conflict_do_nothing()
             .returning(self.table.c.mutation_id)
         )
-        return claimed is not None
+        return set(claimed)
 
-    async def result(self, mutation_id: int) -> dict[str, Any] | None:
-        """The stored result of a mutation applied before."""
+    async def results(self, mutation_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The stored results of mutations applied before."""
+        if not mutation_ids:
+            return {}
         table = self.table
-        stored: dict[str, Any] | None = await self.session.scalar(
-            select(table.c.result).where(
+        rows = await self.session.execute(
+            select(table.c.mutation_id, table.c.result).where(
                 table.c.user_id == self.user_id,
                 table.c.client_id == self.client_id,
-                table.c.mutation_id == mutation_id,
+                table.c.mutation_id.in_(mutation_ids),
             )
         )
-        return stored
+        return {row.mutation_id: row.result for row in rows}
 
-    async def settle(self, mutation_id: int, result: dict[str, Any]) -> None:
-        """Store the result of a claimed mutation."""
+    async def settle(self, results: dict[int, dict[str, Any]]) -> None:
+        """Store the results of claimed mutations (one statement)."""
+        if not results:
+            return
         table = self.table
         await self.session.execute(
             update(table)
             .where(
                 table.c.user_id == self.user_id,
                 table.c.client_id == self.client_id,
-                table.c.mutation_id == mutation_id,
+                table.c.mutation_id == bindparam("settled_id"),
             )
-            .values(result=result)
+            .values(result=bindparam("settled_result")),
+            [
+                {"settled_id": mutation_id, "settled_result": result}
+                for mutation_id, result in results.items()
+            ],
         )
