@@ -248,7 +248,11 @@ def test_run_serves_one_service_against_configured_servers(
 
 
 def test_up_uses_configured_servers_instead_of_embedded_ones(
-    data_dir: Path, nats_server: NatsEndpoints, api_database_url: str, workflows_database_url: str
+    data_dir: Path,
+    nats_server: NatsEndpoints,
+    api_database_url: str,
+    workflows_database_url: str,
+    sync_database_url: str,
 ) -> None:
     port = free_port()
     env = clean_env(
@@ -256,6 +260,7 @@ def test_up_uses_configured_servers_instead_of_embedded_ones(
         FIELDSYNC_NATS_MONITOR_URL=nats_server.monitor_url,
         FIELDSYNC_API_DATABASE_URL=api_database_url,
         FIELDSYNC_WORKFLOWS_DATABASE_URL=workflows_database_url,
+        FIELDSYNC_SYNC_DATABASE_URL=sync_database_url,
     )
     args = ["up", "--no-demo", "--data-dir", str(data_dir), "--port", str(port)]
     configured = Running(args, env)
