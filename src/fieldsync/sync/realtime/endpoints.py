@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response, WebSocket, WebSocketDisconnect
@@ -32,39 +31,36 @@ log = get_logger(__name__)
 HEARTBEAT = orjson.dumps({"heartbeat": True})
 
 
-def poke_message(checkpoint: str) -> bytes:
-    """The JSON a poke carries."""
-    return orjson.dumps({"checkpoint": checkpoint})
-
-
 async def relay_pokes(
     runtime: Runtime,
     listener: Listener,
     deliver: Callable[[bytes | None], Awaitable[None]],
     closed: asyncio.Future[None],
 ) -> None:
-    """Deliver pokes (and heartbeats, as None) to one client until it goes or is too slow."""
+    """Deliver pokes (and heartbeats, as None) to one client until it goes or is too slow.
+
+    One poke wakes every listener of an organization at once, so the loop creates no
+    task per message: timeouts are `asyncio.timeout` scopes on this task.
+    """
     settings = runtime.settings
     hub = hub_of(runtime)
+    closed.add_done_callback(lambda _: listener.woken.set())
     hub.add(listener)
     try:
-        while not closed.done():
-            await listener.refresh_scope()
-            woken: asyncio.Future[Any] = asyncio.ensure_future(listener.woken.wait())
-            waiting: set[asyncio.Future[Any]] = {woken, closed}
-            await asyncio.wait(
-                waiting,
-                timeout=settings.sync_heartbeat_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            woken.cancel()
+        while True:
+            if listener.scope_stale:
+                await listener.refresh_scope()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.sync_heartbeat_seconds):
+                    await listener.woken.wait()
             if closed.done():
                 return
-            await listener.refresh_scope()
-            checkpoint = listener.take()
-            message = None if checkpoint is None else poke_message(checkpoint)
+            if listener.scope_stale:
+                await listener.refresh_scope()
+            message = listener.take()
             try:
-                await asyncio.wait_for(deliver(message), settings.sync_slow_client_seconds)
+                async with asyncio.timeout(settings.sync_slow_client_seconds):
+                    await deliver(message)
             except TimeoutError:
                 log.info("slow realtime client dropped", user_id=str(listener.caller.user_id))
                 return

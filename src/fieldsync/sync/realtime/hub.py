@@ -14,6 +14,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+import orjson
+
 from fieldsync.contracts.identity import Caller, Role
 from fieldsync.contracts.sync import POKE_SUBJECTS, Poke
 from fieldsync.kit.errors import Unavailable
@@ -33,8 +35,14 @@ class Listener:
         self._load_scope = load_scope
         self._buildings: frozenset[uuid.UUID] | None = None
         self._scope_stale = caller.role == Role.TECHNICIAN
-        self.pending: str | None = None
+        # The newest poke's message (JSON), shared by every listener it was offered to.
+        self.pending: bytes | None = None
         self.woken = asyncio.Event()
+
+    @property
+    def scope_stale(self) -> bool:
+        """True when a technician's buildings must be read again before the next offer."""
+        return self._scope_stale
 
     async def refresh_scope(self) -> None:
         """Reload a technician's buildings when an assignment of theirs changed."""
@@ -42,8 +50,8 @@ class Listener:
             self._scope_stale = False
             self._buildings = await self._load_scope()
 
-    def offer(self, poke: Poke) -> None:
-        """Keep the poke's checkpoint if it concerns this caller."""
+    def offer(self, poke: Poke, message: bytes) -> None:
+        """Keep the poke's message if it concerns this caller."""
         if self.caller.role == Role.TECHNICIAN:
             if self.caller.user_id in poke.users:
                 self._scope_stale = True
@@ -53,11 +61,11 @@ class Listener:
                 and self._buildings.isdisjoint(poke.buildings)
             ):
                 return
-        self.pending = encode(Position(poke.version))
+        self.pending = message
         self.woken.set()
 
-    def take(self) -> str | None:
-        """The checkpoint to send now, if any."""
+    def take(self) -> bytes | None:
+        """The poke message to send now, if any."""
         pending, self.pending = self.pending, None
         self.woken.clear()
         return pending
@@ -75,8 +83,12 @@ class PokeHub:
         arrived = self._arrived.pop(poke.organization_id, None)
         if arrived is not None:
             arrived.set()
-        for listener in self._listeners.get(poke.organization_id, ()):
-            listener.offer(poke)
+        listeners = self._listeners.get(poke.organization_id)
+        if listeners:
+            # Encoded once for all of them: a poke can reach thousands of connections.
+            message = orjson.dumps({"checkpoint": encode(Position(poke.version))})
+            for listener in listeners:
+                listener.offer(poke, message)
 
     def next_poke(self, organization_id: uuid.UUID) -> asyncio.Event:
         """An event set at the organization's next poke.
