@@ -130,6 +130,8 @@ def _listener(runtime: Runtime, caller_connection: Request | WebSocket) -> Liste
 @router.get(
     "/stream",
     response_class=EventStream,
+    # Named explicitly: FastAPI cannot read a default off EventStream's constructor.
+    status_code=200,
     responses={200: {"content": {"text/event-stream": {}}, "description": "poke events"}},
 )
 async def stream(request: Request) -> EventStream:
