@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import uvicorn
+from uvicorn.loops.auto import auto_loop_factory
 
 from fieldsync.kit.db.admin import ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
@@ -15,6 +17,18 @@ from fieldsync.kit.http.app import create_app
 from fieldsync.kit.runtime import Endpoints, Runtime, StartupError
 from fieldsync.kit.service import ServiceSpec
 from fieldsync.kit.settings import Settings
+
+T = TypeVar("T")
+
+
+def run_forever(main: Coroutine[Any, Any, T]) -> T:
+    """Run a serving coroutine on the event loop uvicorn would choose (`loop="auto"`).
+
+    That is uvloop where it is installed (uvicorn[standard] brings it), else asyncio's
+    own: uvloop's C transports cost a fraction of the CPU per request and message.
+    """
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        return runner.run(main)
 
 
 class _Server(uvicorn.Server):

@@ -15,7 +15,7 @@ __all__ = ["ApiSession", "RuntimeDep", "password_hasher"]
 ApiSession = Annotated[AsyncSession, Depends(database_session("api"), scope="function")]
 
 
-def password_hasher(request: Request) -> PasswordHasher:
+async def password_hasher(request: Request) -> PasswordHasher:
     """The process's password hasher, built once from the settings."""
     runtime = runtime_of(request)
     hasher = runtime.resources.get("api.password_hasher")
@@ -41,4 +41,9 @@ class ClientInfo:
         self.device = (request.headers.get("user-agent") or "unknown")[:200]
 
 
-Client = Annotated[ClientInfo, Depends(ClientInfo)]
+async def client_info(request: Request) -> ClientInfo:
+    """Where the request came from (async: a class dependency would run in a thread)."""
+    return ClientInfo(request)
+
+
+Client = Annotated[ClientInfo, Depends(client_info)]

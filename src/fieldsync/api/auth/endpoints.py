@@ -24,7 +24,7 @@ from fieldsync.kit.pagination import PageRequest
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-def auth_service(
+async def auth_service(
     session: ApiSession, runtime: RuntimeDep, hasher: Hasher, client: Client
 ) -> AuthService:
     """The auth use cases for this request."""

@@ -18,7 +18,12 @@ from fieldsync.api.buildings.schemas import (
     BuildingSort,
     BuildingUpdate,
 )
-from fieldsync.api.buildings.service import BuildingService, building_out, request_default_workflow
+from fieldsync.api.buildings.service import (
+    BuildingService,
+    building_out,
+    read_building,
+    request_default_workflow,
+)
 from fieldsync.api.deps import ApiSession, RuntimeDep
 from fieldsync.contracts.identity import Role
 from fieldsync.kit.http.auth import CurrentCaller, require_role
@@ -30,7 +35,7 @@ router = APIRouter(prefix="/api/v1/buildings", tags=["buildings"])
 Manager = Annotated[object, require_role(Role.ADMIN, Role.MANAGER)]
 
 
-def building_service(session: ApiSession, runtime: RuntimeDep) -> BuildingService:
+async def building_service(session: ApiSession, runtime: RuntimeDep) -> BuildingService:
     """The building use cases for this request."""
     return BuildingService(session=session, runtime=runtime)
 
@@ -98,11 +103,10 @@ async def list_buildings(
 
 @router.get("/{building_id}")
 async def get_building(
-    building_id: uuid.UUID, caller: CurrentCaller, buildings: Buildings
+    building_id: uuid.UUID, caller: CurrentCaller, runtime: RuntimeDep
 ) -> BuildingOut:
     """One building (404 if it is not yours to see)."""
-    building, _ = await buildings.get(caller, building_id)
-    return building_out(building)
+    return await read_building(runtime, caller, building_id)
 
 
 @router.patch("/{building_id}")

@@ -8,11 +8,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 
 from fieldsync.api.buildings.models import Building, BuildingAssignment
 from fieldsync.api.buildings.schemas import BuildingSort
+from fieldsync.api.organizations.models import Organization
 from fieldsync.api.users.models import User
 from fieldsync.kit.db.repository import Repository
 from fieldsync.kit.errors import ValidationFailed
@@ -72,6 +74,34 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# The GET path's one statement, for asyncpg directly: a single-row read needs no ORM,
+# no session and no transaction (BEGIN/COMMIT would be two of its three round trips).
+_VISIBLE_BUILDING = """
+SELECT b.uuid, b.name, b.address, b.city, b.country, b.latitude, b.longitude, b.floors,
+       b.notes, b.created_at, b.updated_at, b.version
+FROM buildings b
+JOIN organizations o ON o.id = b.organization_id
+WHERE o.uuid = $1 AND o.deleted_at IS NULL AND b.uuid = $2 AND b.deleted_at IS NULL
+  AND ($3::uuid IS NULL OR b.id IN (
+    SELECT a.building_id FROM building_assignments a JOIN users u ON u.id = a.user_id
+    WHERE u.uuid = $3 AND u.organization_id = o.id AND u.deleted_at IS NULL
+      AND a.deleted_at IS NULL))
+"""
+
+
+async def fetch_visible_building(
+    connection: asyncpg.Connection,
+    organization_id: uuid.UUID,
+    technician_id: uuid.UUID | None,
+    public_id: uuid.UUID,
+) -> asyncpg.Record | None:
+    """The public fields of one visible building (as `get_visible_to` finds it), or None."""
+    row: asyncpg.Record | None = await connection.fetchrow(
+        _VISIBLE_BUILDING, organization_id, public_id, technician_id
+    )
+    return row
+
+
 class BuildingRepository(Repository[Building]):
     """Buildings within one organization; technicians see only their assignments."""
 
@@ -96,6 +126,40 @@ class BuildingRepository(Repository[Building]):
             self.visible(organization_id, technician_id).where(Building.uuid == public_id)
         )
         return found
+
+    async def get_visible_to(
+        self, organization_id: uuid.UUID, technician_id: uuid.UUID | None, public_id: uuid.UUID
+    ) -> tuple[Building, Organization] | None:
+        """One visible building and its live organization, by public ids, in one query.
+
+        `technician_id` (a user's public id) narrows it to that live user's assignments
+        in the organization. None also when the organization or the user is gone: the
+        caller tells those apart only on this (rare) path.
+        """
+        statement = (
+            select(Building, Organization)
+            .join(Organization, Organization.id == Building.organization_id)
+            .where(
+                Organization.uuid == organization_id,
+                Organization.deleted_at.is_(None),
+                Building.uuid == public_id,
+                Building.deleted_at.is_(None),
+            )
+        )
+        if technician_id is not None:
+            assigned = (
+                select(BuildingAssignment.building_id)
+                .join(User, User.id == BuildingAssignment.user_id)
+                .where(
+                    User.uuid == technician_id,
+                    User.organization_id == Organization.id,
+                    User.deleted_at.is_(None),
+                    BuildingAssignment.deleted_at.is_(None),
+                )
+            )
+            statement = statement.where(Building.id.in_(assigned))
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else (row[0], row[1])
 
     async def get_for_write(self, organization_id: int, public_id: uuid.UUID) -> Building | None:
         """A building of the organization, deleted or not, locked until the transaction ends.

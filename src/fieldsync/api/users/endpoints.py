@@ -19,7 +19,7 @@ from fieldsync.kit.pagination import PageRequest
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-def user_service(
+async def user_service(
     session: ApiSession, runtime: RuntimeDep, hasher: Hasher, client: Client
 ) -> UserService:
     """The user use cases for this request."""

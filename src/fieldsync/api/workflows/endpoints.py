@@ -37,7 +37,7 @@ Cursor = Annotated[str | None, Query(max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
-def workflows_client(
+async def workflows_client(
     session: ApiSession, runtime: RuntimeDep, caller: CurrentCaller
 ) -> WorkflowsClient:
     """The workflows service, on behalf of this request's caller."""

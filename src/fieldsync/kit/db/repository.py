@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -17,6 +17,12 @@ from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.pagination import Page, PageRequest
 
 EntityT = TypeVar("EntityT", bound=EntityMixin)
+
+
+def conflict_of(error: IntegrityError) -> Conflict:
+    """The Conflict of a violated constraint, naming the constraint."""
+    constraint = getattr(getattr(error.orig, "__cause__", None), "constraint_name", None)
+    return Conflict("the write conflicts with existing data", constraint=constraint)
 
 
 class Repository(Generic[EntityT]):
@@ -61,6 +67,20 @@ class Repository(Generic[EntityT]):
         await self.flush()
         return entity
 
+    async def insert(self, **values: Any) -> EntityT:
+        """Insert a new entity with a fresh snowflake id, in one INSERT ... RETURNING.
+
+        The same row as `add`, without the unit of work's per-object bookkeeping; the
+        entity comes back persistent (in the session) with its server defaults. A
+        duplicate key is a Conflict naming the constraint.
+        """
+        statement = insert(self.model).values(id=self.ids.next_id(), **values)
+        try:
+            entity: EntityT = (await self.session.scalars(statement.returning(self.model))).one()
+        except IntegrityError as exc:
+            raise conflict_of(exc) from None
+        return entity
+
     async def update(
         self, entity: EntityT, *, expected_version: int | None, **changes: Any
     ) -> EntityT:
@@ -95,10 +115,7 @@ class Repository(Generic[EntityT]):
         except StaleDataError:
             raise Conflict("the record was changed by someone else; reload and retry") from None
         except IntegrityError as exc:
-            constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
-            raise Conflict(
-                "the write conflicts with existing data", constraint=constraint
-            ) from None
+            raise conflict_of(exc) from None
 
     async def page(self, statement: Select[EntityT], request: PageRequest) -> Page[EntityT]:
         """One keyset page (by snowflake id, ascending) of `statement`."""

@@ -20,7 +20,15 @@ def runtime_of(request: HTTPConnection) -> Runtime:
     return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+async def runtime_dependency(request: HTTPConnection) -> Runtime:
+    """`runtime_of` as a dependency: async, so FastAPI calls it on the event loop.
+
+    A plain `def` dependency runs in FastAPI's thread pool: a hand-off per request.
+    """
+    return runtime_of(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_dependency)]
 
 
 def database_session(service: str) -> Callable[[Request], AsyncIterator[AsyncSession]]:

@@ -6,6 +6,7 @@ crash with the same `Nats-Msg-Id` never stores a message twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,3 +198,46 @@ class JetStream:
         ) as exc:
             raise Unavailable(f"JetStream did not store {subject}: {type(exc).__name__}") from None
         return Acknowledged(stream=ack.stream, sequence=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes, str]], *, timeout: float = 5.0
+    ) -> list[Acknowledged]:
+        """Store `(subject, payload, message_id)` messages in this order, pipelined.
+
+        All are sent on the one connection before the first ack is awaited (NATS keeps
+        a connection's messages in order, so the stream stores them in this order), then
+        the acks are awaited in order. The first failure cancels the rest and raises
+        Unavailable: a caller retrying the whole batch republishes the stored ones under
+        the same ids, which the stream's dedupe window drops.
+        """
+        bound = context.current()
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            for subject, data, message_id in messages:
+                headers = {"Nats-Msg-Id": message_id}
+                if "request_id" in bound:
+                    headers[context.REQUEST_ID_HEADER] = bound["request_id"]
+                pending.append(
+                    await self._context.publish_async(
+                        subject, data, wait_stall=timeout, headers=headers
+                    )
+                )
+            acks = []
+            for future in pending:
+                ack = await asyncio.wait_for(asyncio.shield(future), timeout)
+                acks.append(
+                    Acknowledged(stream=ack.stream, sequence=ack.seq, duplicate=bool(ack.duplicate))
+                )
+            return acks
+        except (
+            TimeoutError,
+            nats.js.errors.Error,
+            nats.errors.NoRespondersError,
+            nats.errors.TimeoutError,
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionDrainingError,
+        ) as exc:
+            raise Unavailable(f"JetStream did not store a batch: {type(exc).__name__}") from None
+        finally:
+            for future in pending:
+                future.cancel()  # a done future ignores it; an open one frees its slot

@@ -140,12 +140,12 @@ class OutboxRelay:
             await connection.rollback()
             if not rows:
                 return 0
-            # One at a time: JetStream stores them in this order, which keeps every
-            # record's changes in the order they were committed.
-            for row in rows:
-                await self._jetstream.publish(
-                    row.subject, bytes(row.payload), message_id=message_id(self.name, row.id)
-                )
+            # Pipelined on one connection, so JetStream stores them in this (id) order,
+            # which keeps every record's changes in the order they were committed,
+            # without waiting a round trip per row. A failure publishes the batch again.
+            await self._jetstream.publish_many(
+                [(row.subject, bytes(row.payload), message_id(self.name, row.id)) for row in rows]
+            )
             ids = [row.id for row in rows]
             if self._after_publish is not None:
                 await self._after_publish(ids)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -11,9 +15,9 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    TextClause,
+    bindparam,
     func,
-    insert,
-    select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,12 +44,52 @@ async def append(
     session: AsyncSession, table: Table, ids: SnowflakeGenerator, *, subject: str, payload: bytes
 ) -> int:
     """Queue a message in the caller's transaction; it is published only if that commits."""
-    message_id = ids.next_id()
-    await session.execute(insert(table).values(id=message_id, subject=subject, payload=payload))
-    # Delivered at commit (and folded into one per transaction by PostgreSQL): wakes
-    # the relay, wherever it runs, without a polling delay.
-    await session.execute(select(func.pg_notify(notify_channel(table), "")))
+    (message_id,) = await append_all(session, table, ids, [(subject, payload)])
     return message_id
+
+
+async def append_all(
+    session: AsyncSession,
+    table: Table,
+    ids: SnowflakeGenerator,
+    messages: Sequence[tuple[str, bytes]],
+) -> list[int]:
+    """Queue `(subject, payload)` messages in id order, in one round trip; their row ids.
+
+    One statement inserts every row and NOTIFYs the table's channel: delivered at
+    commit (and folded into one per transaction by PostgreSQL), it wakes the relay,
+    wherever it runs, without a polling delay. The INSERT is a data-modifying CTE,
+    which PostgreSQL runs to completion even though the SELECT does not read it.
+    """
+    if not messages:
+        return []
+    message_ids = [ids.next_id() for _ in messages]
+    await session.execute(
+        _append_statement(table),
+        {
+            "ids": message_ids,
+            "subjects": [subject for subject, _ in messages],
+            "payloads": [payload for _, payload in messages],
+            "channel": notify_channel(table),
+        },
+    )
+    return message_ids
+
+
+@functools.cache
+def _append_statement(table: Table) -> TextClause:
+    # Arrays keep the statement text the same for any number of rows: one prepared
+    # statement, where a multi-row VALUES would be a new one for every row count.
+    return text(
+        f"WITH appended AS (INSERT INTO {table.name} (id, subject, payload)"  # noqa: S608 - a table name, not input
+        " SELECT * FROM unnest(:ids, :subjects, :payloads))"
+        " SELECT pg_notify(:channel, '')"
+    ).bindparams(
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("subjects", type_=ARRAY(Text)),
+        bindparam("payloads", type_=ARRAY(LargeBinary)),
+        bindparam("channel", type_=Text),
+    )
 
 
 def notify_channel(table: Table) -> str:

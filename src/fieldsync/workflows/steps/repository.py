@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from fieldsync.kit.db.repository import Repository
+from fieldsync.kit.db.repository import Repository, conflict_of
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.locking import Lock, locked
 from fieldsync.workflows.steps.models import WorkflowStep
@@ -24,6 +26,23 @@ class StepRepository(Repository[WorkflowStep]):
             step.id = self.ids.next_id()
         self.session.add_all(steps)
         await self.flush()
+
+    async def insert_all(self, rows: Sequence[dict[str, Any]]) -> list[WorkflowStep]:
+        """Insert new steps in one statement (each with a fresh snowflake id), in order.
+
+        An ORM bulk INSERT ... RETURNING: the steps come back persistent, without the
+        unit of work's per-object bookkeeping.
+        """
+        if not rows:
+            return []
+        statement = insert(WorkflowStep).returning(WorkflowStep, sort_by_parameter_order=True)
+        try:
+            result = await self.session.scalars(
+                statement, [{**row, "id": self.ids.next_id()} for row in rows]
+            )
+        except IntegrityError as exc:
+            raise conflict_of(exc) from None
+        return list(result.all())
 
     async def workflow_id_of(
         self, public_id: uuid.UUID, *, include_deleted: bool = False

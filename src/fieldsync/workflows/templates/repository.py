@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import select
+
 from fieldsync.kit.db.repository import Repository
 from fieldsync.workflows.templates.models import WorkflowTemplate, WorkflowTemplateStep
 
@@ -23,6 +25,29 @@ class TemplateRepository(Repository[WorkflowTemplate]):
             )
         )
         return found
+
+    async def get_default_with_steps(
+        self, organization_id: uuid.UUID
+    ) -> tuple[WorkflowTemplate, list[WorkflowTemplateStep]] | None:
+        """The organization's default template and its live steps in order, in one query."""
+        statement = (
+            select(WorkflowTemplate, WorkflowTemplateStep)
+            .outerjoin(
+                WorkflowTemplateStep,
+                (WorkflowTemplateStep.template_id == WorkflowTemplate.id)
+                & WorkflowTemplateStep.deleted_at.is_(None),
+            )
+            .where(
+                WorkflowTemplate.organization_id == organization_id,
+                WorkflowTemplate.is_default.is_(True),
+                WorkflowTemplate.deleted_at.is_(None),
+            )
+            .order_by(WorkflowTemplateStep.position, WorkflowTemplateStep.id)
+        )
+        rows = (await self.session.execute(statement)).all()
+        if not rows:
+            return None
+        return rows[0][0], [step for _, step in rows if step is not None]
 
 
 class TemplateStepRepository(Repository[WorkflowTemplateStep]):

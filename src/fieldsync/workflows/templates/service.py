@@ -38,16 +38,18 @@ async def default_template(
     """The organization's default template, created with its steps on first use."""
     templates = TemplateRepository(session, ids)
     steps = TemplateStepRepository(session, ids)
-    template = await templates.get_default(organization_id)
-    if template is None:
-        try:
-            async with session.begin_nested():
-                template = await _create_default(templates, steps, organization_id)
-        except Conflict:
-            # Another transaction created it first (the unique default index): use theirs.
-            template = await templates.get_default(organization_id)
-            if template is None:
-                raise
+    found = await templates.get_default_with_steps(organization_id)
+    if found is not None:
+        return Template(template=found[0], steps=found[1])
+    try:
+        async with session.begin_nested():
+            template = await _create_default(templates, steps, organization_id)
+    except Conflict:
+        # Another transaction created it first (the unique default index): use theirs.
+        found = await templates.get_default_with_steps(organization_id)
+        if found is None:
+            raise
+        return Template(template=found[0], steps=found[1])
     return Template(template=template, steps=await steps.of_template(template.id))
 
 

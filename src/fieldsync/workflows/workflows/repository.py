@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
-from fieldsync.kit.db.repository import Repository
+from fieldsync.kit.db.repository import Repository, conflict_of
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.locking import Lock, locked
-from fieldsync.workflows.workflows.models import Workflow
+from fieldsync.workflows.workflows.models import IDEMPOTENCY_CONSTRAINT, Workflow
 
 
 class WorkflowRepository(Repository[Workflow]):
@@ -66,6 +69,25 @@ class WorkflowRepository(Repository[Workflow]):
                 Workflow.organization_id == organization_id, Workflow.idempotency_key == key
             )
         )
+        return found
+
+    async def insert_once(self, values: dict[str, Any]) -> Workflow | None:
+        """Insert a workflow unless its idempotency key is taken; None when it is.
+
+        `ON CONFLICT DO NOTHING` instead of a failing INSERT: a lost race (a concurrent
+        create with the same key, which this waits for) leaves the transaction usable,
+        without a savepoint. Any other violation (a taken public id) still raises.
+        """
+        statement = (
+            insert(Workflow)
+            .values(id=self.ids.next_id(), **values)
+            .on_conflict_do_nothing(constraint=IDEMPOTENCY_CONSTRAINT)
+            .returning(Workflow)
+        )
+        try:
+            found: Workflow | None = await self.session.scalar(statement)
+        except IntegrityError as exc:
+            raise conflict_of(exc) from None
         return found
 
     async def page_in_scope(

@@ -14,7 +14,7 @@ from datetime import date
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.contracts import workflows as contract
-from fieldsync.contracts.changes import ChangeLog
+from fieldsync.contracts.changes import Change, ChangeLog, new_change
 from fieldsync.contracts.workflows import WorkflowStatus
 from fieldsync.kit.errors import Conflict, Forbidden, NotFound
 from fieldsync.kit.ids import SnowflakeGenerator
@@ -247,8 +247,7 @@ class WorkflowService:
         if existing is None:
             await self._hold_building(new)
             try:
-                async with self.session.begin_nested():
-                    return await self._create(new), True
+                return await self._create(new), True
             except Conflict as exc:
                 if exc.extensions.get("constraint") != IDEMPOTENCY_CONSTRAINT:
                     raise
@@ -266,43 +265,54 @@ class WorkflowService:
         return existing, False
 
     async def _create(self, new: NewWorkflow, *, public_id: uuid.UUID | None = None) -> Workflow:
+        """The workflow and its template's steps, in three statements and one for changes.
+
+        A taken idempotency key writes nothing and is a Conflict naming the constraint.
+        """
         template = await default_template(
             session=self.session, ids=self.ids, organization_id=new.organization_id
         )
-        workflow = Workflow(
-            organization_id=new.organization_id,
-            building_id=new.building_id,
-            template_id=template.template.id,
-            name=new.name or template.template.name,
-            status=WorkflowStatus.OPEN,
-            assignee_id=new.assignee_id,
-            due_date=new.due_date,
-            idempotency_key=new.idempotency_key,
-            deleted_at=None,
-            version=1,
-        )
+        values: dict[str, object] = {
+            "organization_id": new.organization_id,
+            "building_id": new.building_id,
+            "template_id": template.template.id,
+            "name": new.name or template.template.name,
+            "status": WorkflowStatus.OPEN,
+            "assignee_id": new.assignee_id,
+            "due_date": new.due_date,
+            "idempotency_key": new.idempotency_key,
+            "deleted_at": None,
+            "version": 1,
+        }
         if public_id is not None:
-            workflow.uuid = public_id
-        await self.workflows.add(workflow)
-        steps = [
-            WorkflowStep(
-                workflow_id=workflow.id,
-                title=step.title,
-                position=step.position,
-                required=step.required,
-                done=False,
-                value=None,
-                completed_by=None,
-                completed_at=None,
-                deleted_at=None,
-                version=1,
+            values["uuid"] = public_id
+        workflow = await self.workflows.insert_once(values)
+        if workflow is None:
+            raise Conflict(
+                "the idempotency key is in use",
+                constraint=IDEMPOTENCY_CONSTRAINT,
+                idempotency_key=new.idempotency_key,
             )
-            for step in template.steps
-        ]
-        await self.steps.add_all(steps)
-        await self.record(workflow)
-        for step in steps:
-            await self.record_step(step, workflow)
+        steps = await self.steps.insert_all(
+            [
+                {
+                    "workflow_id": workflow.id,
+                    "title": step.title,
+                    "position": step.position,
+                    "required": step.required,
+                    "done": False,
+                    "value": None,
+                    "completed_by": None,
+                    "completed_at": None,
+                    "deleted_at": None,
+                    "version": 1,
+                }
+                for step in template.steps
+            ]
+        )
+        await self.changes.record_all(
+            [workflow_change(workflow), *(step_change(step, workflow) for step in steps)]
+        )
         return workflow
 
     # --- writes ------------------------------------------------------------------------
@@ -436,34 +446,39 @@ class WorkflowService:
         for step in steps:
             step.deleted_at = workflow.deleted_at
         await self.steps.flush()
-        await self.record(workflow)
-        for step in steps:
-            await self.record_step(step, workflow)
+        await self.changes.record_all(
+            [workflow_change(workflow), *(step_change(step, workflow) for step in steps)]
+        )
 
     # --- changes -----------------------------------------------------------------------
 
     async def record(self, workflow: Workflow) -> None:
         """Append the workflow's change (upsert, or delete once soft-deleted) to the outbox."""
-        deleted = workflow.deleted_at is not None
-        await self.changes.record(
-            contract.WORKFLOWS_COLLECTION,
-            organization_id=workflow.organization_id,
-            building_id=workflow.building_id,
-            record_id=workflow.uuid,
-            version=workflow.version,
-            data=None if deleted else workflow_out(workflow).model_dump(mode="json"),
-            occurred_at=workflow.deleted_at if deleted else workflow.updated_at,
-        )
+        await self.changes.record_all([workflow_change(workflow)])
 
     async def record_step(self, step: WorkflowStep, workflow: Workflow) -> None:
         """Append the step's change to the outbox."""
         await record_step(self.changes, step, workflow)
 
 
-async def record_step(changes: ChangeLog, step: WorkflowStep, workflow: Workflow) -> None:
-    """Append a step's change (upsert, or delete once soft-deleted) to the outbox."""
+def workflow_change(workflow: Workflow) -> Change:
+    """The workflow's change: upsert, or delete once soft-deleted."""
+    deleted = workflow.deleted_at is not None
+    return new_change(
+        contract.WORKFLOWS_COLLECTION,
+        organization_id=workflow.organization_id,
+        building_id=workflow.building_id,
+        record_id=workflow.uuid,
+        version=workflow.version,
+        data=None if deleted else workflow_out(workflow).model_dump(mode="json"),
+        occurred_at=workflow.deleted_at if deleted else workflow.updated_at,
+    )
+
+
+def step_change(step: WorkflowStep, workflow: Workflow) -> Change:
+    """A step's change: upsert, or delete once soft-deleted."""
     deleted = step.deleted_at is not None
-    await changes.record(
+    return new_change(
         contract.STEPS_COLLECTION,
         organization_id=workflow.organization_id,
         building_id=workflow.building_id,
@@ -472,3 +487,8 @@ async def record_step(changes: ChangeLog, step: WorkflowStep, workflow: Workflow
         data=None if deleted else step_out(step, workflow).model_dump(mode="json"),
         occurred_at=step.deleted_at if deleted else step.updated_at,
     )
+
+
+async def record_step(changes: ChangeLog, step: WorkflowStep, workflow: Workflow) -> None:
+    """Append a step's change (upsert, or delete once soft-deleted) to the outbox."""
+    await changes.record_all([step_change(step, workflow)])
