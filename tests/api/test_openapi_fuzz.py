@@ -150,6 +150,9 @@ def fuzz_operations(schema: schemathesis.BaseSchema, token: str) -> list[str]:
     return [operation.label for operation in operations]
 
 
+# 100 examples for each of ~40 operations: about a minute and a half on a quiet 2-core
+# machine, several under load; the suite-wide 120 s would cut it short.
+@pytest.mark.timeout(900)
 def test_no_operation_fails_or_breaks_its_schema(
     api_schema: schemathesis.BaseSchema, admin_token: str
 ) -> None:
@@ -157,6 +160,7 @@ def test_no_operation_fails_or_breaks_its_schema(
     assert len(labels) >= 15, labels
 
 
+@pytest.mark.timeout(600)
 def test_no_sync_operation_fails_or_breaks_its_schema(
     sync_schema: schemathesis.BaseSchema, admin_token: str
 ) -> None:
