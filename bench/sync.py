@@ -255,6 +255,9 @@ async def seed_replica(database_url: str, organization_id: uuid.UUID, count: int
                 1,
                 False,
                 orjson.dumps(data).decode(),
+                orjson.dumps(
+                    {"collection": "buildings", "id": str(record_id), "op": "upsert", "data": data}
+                ).decode(),
                 version,
             )
         )
@@ -272,6 +275,7 @@ async def seed_replica(database_url: str, organization_id: uuid.UUID, count: int
                     "owner_version",
                     "deleted",
                     "data",
+                    "change",
                     "sync_version",
                 ],
             )

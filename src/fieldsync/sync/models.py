@@ -49,6 +49,9 @@ records = Table(
     Column("deleted", Boolean, nullable=False),
     # The record's wire fields (None once deleted).
     Column("data", JSONB),
+    # The change exactly as a pull sends it, rendered once at ingestion: pulls
+    # concatenate these instead of building JSON per row per pull.
+    Column("change", Text, nullable=False),
     Column("sync_version", BigInteger, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("collection", "record_id"),

@@ -23,15 +23,17 @@ from fieldsync.contracts.sync import MAX_POKE_BUILDINGS, Poke
 UPSERT_RECORDS = """
 INSERT INTO sync_records AS r
     (collection, record_id, organization_id, building_id, owner_version, deleted, data,
-     sync_version, changed_at)
-SELECT c, i, $1, b, v, d, j::jsonb, $2, now()
-FROM unnest($3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bool[], $8::text[])
-    AS t(c, i, b, v, d, j)
+     change, sync_version, changed_at)
+SELECT c, i, $1, b, v, d, j::jsonb, w, $2, now()
+FROM unnest(
+    $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bool[], $8::text[], $9::text[]
+) AS t(c, i, b, v, d, j, w)
 ON CONFLICT (collection, record_id) DO UPDATE SET
     building_id = EXCLUDED.building_id,
     owner_version = EXCLUDED.owner_version,
     deleted = EXCLUDED.deleted,
     data = EXCLUDED.data,
+    change = EXCLUDED.change,
     sync_version = EXCLUDED.sync_version,
     changed_at = EXCLUDED.changed_at
 WHERE r.owner_version < EXCLUDED.owner_version AND r.organization_id = EXCLUDED.organization_id
@@ -97,6 +99,18 @@ def wire_record(change: Change) -> dict[str, Any] | None:
     return record
 
 
+def wire_change(change: Change, record: dict[str, Any] | None) -> str:
+    """The change as a pull sends it (the same shape PostgreSQL renders for move-outs)."""
+    return orjson.dumps(
+        {
+            "collection": change.collection,
+            "id": str(change.id),
+            "op": "delete" if record is None else "upsert",
+            "data": record,
+        }
+    ).decode()
+
+
 def group(changes: list[Change]) -> dict[uuid.UUID, OrganizationBatch]:
     """Split a batch by organization, ignoring collections sync does not know."""
     batches: dict[uuid.UUID, OrganizationBatch] = defaultdict(OrganizationBatch)
@@ -139,6 +153,7 @@ async def _write_organization(
             [change.version for change in rows],
             [record is None for record in data],
             [None if record is None else orjson.dumps(record).decode() for record in data],
+            [wire_change(change, record) for change, record in zip(rows, data, strict=True)],
         )
         changed = changed or bool(written)
         buildings.update(row["building_id"] for row in written if row["building_id"])

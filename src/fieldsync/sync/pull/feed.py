@@ -1,8 +1,8 @@
-"""The change feed queries: one snapshot, rows rendered to JSON by PostgreSQL.
+"""The change feed queries: one snapshot, each row the change as the client receives it.
 
-Each row is one change as the client receives it, built with `json_build_object`
-from the stored wire record (`data`), so a page goes out without Python touching
-its fields.
+The ingester stores every change already rendered (`change`); a page is those texts
+joined, so it goes out without anyone touching its fields. Only a technician's
+move-out (a live record leaving their scope) is rendered here, as a delete.
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ import asyncpg
 from fieldsync.sync.pull.checkpoint import Position
 
 ORGANIZATION_FEED = """
-SELECT r.sync_version AS version, r.record_id, r.collection,
-       CASE WHEN r.deleted THEN
-           json_build_object('collection', r.collection, 'id', r.record_id, 'op', 'delete',
-                             'data', NULL)
-       ELSE
-           json_build_object('collection', r.collection, 'id', r.record_id, 'op', 'upsert',
-                             'data', r.data)
-       END::text AS change
+SELECT r.sync_version AS version, r.record_id, r.collection, r.change
 FROM sync_records r
 WHERE r.organization_id = $1
   AND (r.sync_version, r.record_id, r.collection) > ($2, $3, $4)
@@ -37,16 +30,15 @@ LIMIT $6
 # removed at V every record of the building arrives as a delete at V (move-out).
 TECHNICIAN_FEED = """
 SELECT f.version, f.record_id, f.collection,
-       CASE WHEN f.gone THEN
+       CASE WHEN f.moved_out THEN
            json_build_object('collection', f.collection, 'id', f.record_id, 'op', 'delete',
-                             'data', NULL)
-       ELSE
-           json_build_object('collection', f.collection, 'id', f.record_id, 'op', 'upsert',
-                             'data', f.data)
-       END::text AS change
+                             'data', NULL)::text
+       ELSE f.change
+       END AS change
 FROM (
     SELECT GREATEST(r.sync_version, a.sync_version) AS version, r.record_id, r.collection,
-           r.data, (r.deleted OR a.deleted) AS gone
+           r.change, a.deleted AND NOT r.deleted AS moved_out,
+           (r.deleted OR a.deleted) AS gone
     FROM sync_assignments a
     JOIN sync_records r
       ON r.building_id = a.building_id AND r.organization_id = a.organization_id

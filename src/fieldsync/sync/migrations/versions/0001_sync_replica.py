@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("owner_version", sa.BigInteger(), nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("data", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("change", sa.Text(), nullable=False),
         sa.Column("sync_version", sa.BigInteger(), nullable=False),
         sa.Column(
             "changed_at",
