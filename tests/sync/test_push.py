@@ -149,10 +149,12 @@ async def test_pushes_outside_the_scope_are_rejected_without_leaking(
                 2, "buildings", not_theirs["id"], op="upsert", data={"floors": 1}, base_version=1
             ),
             mutation(3, "buildings", foreign["id"], op="delete", base_version=1),
+            mutation(4, "buildings", str(uuid.uuid4()), op="upsert", data={"name": "Mine"}),
         ],
         "tech-device",
     )
-    assert [r["status"] for r in results] == ["rejected"] * 3
+    assert [r["status"] for r in results] == ["rejected"] * 4
+    assert results[3]["error"]["code"] == "forbidden"  # technicians create no buildings
     assert results[0]["error"]["code"] == "forbidden"  # in scope, but read-only to them
     assert results[1]["error"]["code"] == "not_found"
     assert results[2]["error"]["code"] == "not_found"
