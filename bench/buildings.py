@@ -71,6 +71,16 @@ from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
 from fieldsync.kit.embedded.nats import EmbeddedNats, free_port
 from fieldsync.kit.security.keys import ensure_signing_key, load_signing_key
+from support import (
+    Service,
+    machine_cpu,
+    percentile,
+    postgres_cpu,
+    process_cpu,
+    start_service,
+    stop_services,
+    wait_http_ready,
+)
 
 YARDSTICK = Path(__file__).resolve().parent / "yardstick" / "nestjs"
 ARMS = ("fieldsync", "nestjs", "raw")
@@ -79,12 +89,6 @@ STEPS_PER_WORKFLOW = 5  # the default template's steps, in both implementations
 WARMUP = 64
 RAW_SUBJECT = "bench.raw.workflows.create"
 PASSWORD = "a bench passphrase that is long enough"  # noqa: S105 - a throwaway account
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def building_body(number: int) -> dict[str, Any]:
@@ -101,44 +105,6 @@ def building_body(number: int) -> dict[str, Any]:
 
 
 # --- CPU accounting from /proc ---------------------------------------------------------
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def postgres_cpu(marker: bytes) -> dict[int, float]:
-    """CPU seconds of each live PostgreSQL backend serving this run's databases.
-
-    A backend's title names its database, so other users' backends on the same server
-    are left out. A backend that exits between two samples takes its CPU time along, so
-    the PostgreSQL column is a lower bound.
-    """
-    backends: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker not in (entry / "cmdline").read_bytes():
-                continue
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        backends[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return backends
-
-
-def machine_cpu() -> float:
-    """Busy CPU seconds of the whole machine, all cores."""
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
 @dataclass
@@ -171,52 +137,6 @@ class CpuProbe:
 
 
 # --- child processes -------------------------------------------------------------------
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def start_service(
-    name: str, argv: list[str], env: dict[str, str], workdir: Path, cwd: Path | None = None
-) -> Service:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return Service(name, process, log)
-
-
-def stop_services(services: list[Service]) -> None:
-    """SIGTERM to all at once, then wait for each; SIGKILL what is still up after 15 s."""
-    running = [service for service in services if service.process.poll() is None]
-    for service in running:
-        service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for service in running:
-        try:
-            service.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
-
-
-async def wait_http_ready(service: Service, url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            if service.process.poll() is not None:
-                raise SystemExit(f"{service.name} exited with {service.process.returncode}")
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"{service.name} did not become ready")
 
 
 async def wait_log_line(service: Service, marker: bytes) -> None:
@@ -785,11 +705,11 @@ async def run_bench(
         "YARDSTICK_DB_POOL_SIZE": str(args.pool_size),
     }
     ys_api = started(
-        start_service("nestjs-api", [node, "dist/api/main.js"], ys_env, workdir, YARDSTICK)
+        start_service("nestjs-api", [node, "dist/api/main.js"], ys_env, workdir, cwd=YARDSTICK)
     )
     ys_workflows = started(
         start_service(
-            "nestjs-workflows", [node, "dist/workflows/main.js"], ys_env, workdir, YARDSTICK
+            "nestjs-workflows", [node, "dist/workflows/main.js"], ys_env, workdir, cwd=YARDSTICK
         )
     )
 

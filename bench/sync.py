@@ -46,13 +46,11 @@ import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,19 +67,23 @@ from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
 from fieldsync.kit.embedded.nats import EmbeddedNats, free_port
 from fieldsync.kit.security.keys import ensure_signing_key
+from support import (
+    Service,
+    machine_cpu,
+    percentile,
+    postgres_cpu,
+    process_cpu,
+    start_service,
+    stop_services,
+    wait_http_ready,
+)
 
 PASSWORD = "a bench passphrase that is long enough"  # noqa: S105 - a throwaway account
 PAGE = 1000  # the pull page size (the protocol's most)
 BATCH = 500  # mutations per push (the protocol's most)
 SEED_VERSIONS = 100  # sync versions the seeded records are spread over
 FIXTURE_BUILDINGS = 20  # buildings created for the round-trip and realtime phases
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GOALS = {"pull": 0.5, "push": 0.15, "single_p99_ms": 50.0, "poke_p99_ms": 100.0}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def verdict(met: bool) -> str:
@@ -89,38 +91,6 @@ def verdict(met: bool) -> str:
 
 
 # --- processes -------------------------------------------------------------------------
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def postgres_cpu(marker: bytes) -> dict[int, float]:
-    """CPU seconds of each live PostgreSQL backend serving this run's databases."""
-    backends: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker not in (entry / "cmdline").read_bytes():
-                continue
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        backends[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return backends
-
-
-def machine_cpu() -> float:
-    """Busy CPU seconds of the whole machine, all cores."""
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS
 
 
 @dataclass
@@ -147,61 +117,6 @@ class CpuProbe:
             seconds for key, seconds in used.items() if key != "machine"
         )
         return used
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def start_service(
-    name: str,
-    argv: list[str],
-    env: dict[str, str],
-    workdir: Path,
-    preexec: Callable[[], None] | None = None,
-) -> Service:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
-    return Service(name, process, log)
-
-
-def stop_services(services: list[Service]) -> None:
-    """SIGTERM to all at once, then wait for each; SIGKILL what is still up after 20 s."""
-    running = [service for service in services if service.process.poll() is None]
-    for service in running:
-        service.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for service in running:
-        try:
-            service.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
-
-
-async def wait_http_ready(service: Service, url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            if service.process.poll() is not None:
-                raise SystemExit(f"{service.name} exited with {service.process.returncode}")
-            try:
-                if (await client.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"{service.name} did not become ready")
 
 
 def raise_open_files(wanted: int) -> int:
@@ -638,7 +553,7 @@ async def run_bench(
                 [fieldsync, "run", name],
                 {**env, "FIELDSYNC_HTTP_PORT": str(ports[name])},
                 workdir,
-                more_open_files if name == "sync" else None,
+                preexec=more_open_files if name == "sync" else None,
             )
         )
     for service in services:
