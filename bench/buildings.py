@@ -43,7 +43,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,7 @@ from support import (
     percentile,
     postgres_cpu,
     process_cpu,
+    run_until_done,
     start_service,
     stop_services,
     wait_http_ready,
@@ -971,16 +971,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    async def guarded() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await bench(args)
-
-    started = time.monotonic()
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(guarded())
-    print(f"\ntook {time.monotonic() - started:.0f} s, start-up and clean-up included")
+    run_until_done(lambda: bench(args))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ Run as `python bench/NAME.py`, a script finds this module next to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -119,3 +121,18 @@ async def wait_http_ready(service: Service, url: str) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise SystemExit(f"{service.name} did not become ready")
+
+
+def run_until_done(bench: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a benchmark; Ctrl-C or SIGTERM cancel it so its clean-up still runs."""
+
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await bench()
+
+    started = time.monotonic()
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(guarded())
+    print(f"\ntook {time.monotonic() - started:.0f} s, start-up and clean-up included")

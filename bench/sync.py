@@ -44,7 +44,6 @@ import os
 import resource
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -73,6 +72,7 @@ from support import (
     percentile,
     postgres_cpu,
     process_cpu,
+    run_until_done,
     start_service,
     stop_services,
     wait_http_ready,
@@ -921,16 +921,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    async def guarded() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await bench(args)
-
-    started = time.monotonic()
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(guarded())
-    print(f"took {time.monotonic() - started:.0f} s, start-up and clean-up included")
+    run_until_done(lambda: bench(args))
 
 
 if __name__ == "__main__":

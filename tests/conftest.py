@@ -6,6 +6,7 @@ run with a message saying how to start it; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fieldsync.kit.logging import configure_logging
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.security.keys import ensure_signing_key
+from fieldsync.kit.service import ServiceSpec
 from fieldsync.kit.settings import LogFormat, Settings
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
@@ -48,40 +50,39 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsEndpoi
     server.stop()
 
 
+@contextlib.asynccontextmanager
+async def service_database(spec: ServiceSpec) -> AsyncIterator[str]:
+    """This run's database of a service, migrated to head once, dropped at the end."""
+    await servers.require_postgres()
+    url = servers.database_url_for(spec.name)
+    await ensure_database(url)
+    assert spec.migrations is not None
+    await upgrade_async(spec.migrations, url)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
 @pytest.fixture(scope="session")
 async def api_database_url() -> AsyncIterator[str]:
-    """This run's api database, migrated to head once, dropped at the end."""
-    await servers.require_postgres()
-    url = servers.database_url_for("api")
-    await ensure_database(url)
-    assert API.migrations is not None
-    await upgrade_async(API.migrations, url)
-    yield url
-    await drop_database(url)
+    """This run's api database."""
+    async with service_database(API) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def workflows_database_url() -> AsyncIterator[str]:
-    """This run's workflows database, migrated to head once, dropped at the end."""
-    await servers.require_postgres()
-    url = servers.database_url_for("workflows")
-    await ensure_database(url)
-    assert WORKFLOWS.migrations is not None
-    await upgrade_async(WORKFLOWS.migrations, url)
-    yield url
-    await drop_database(url)
+    """This run's workflows database."""
+    async with service_database(WORKFLOWS) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def sync_database_url() -> AsyncIterator[str]:
-    """This run's sync database, migrated to head once, dropped at the end."""
-    await servers.require_postgres()
-    url = servers.database_url_for("sync")
-    await ensure_database(url)
-    assert SYNC.migrations is not None
-    await upgrade_async(SYNC.migrations, url)
-    yield url
-    await drop_database(url)
+    """This run's sync replica database."""
+    async with service_database(SYNC) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
