@@ -677,10 +677,18 @@ async def run_bench(
         "FIELDSYNC_RATE_LIMIT_AUTH_PER_IP": "1000000/minute",
     }
     fs_port, fs_workflows_port, ys_port = free_port(), free_port(), free_port()
+
+    def fieldsync_argv(service: str) -> list[str]:
+        if args.profile is None:
+            return [fieldsync, "run", service]
+        args.profile.mkdir(parents=True, exist_ok=True)
+        output = str(args.profile.resolve() / f"{service}.prof")
+        return [sys.executable, "-m", "cProfile", "-o", output, fieldsync, "run", service]
+
     fs_api = started(
         start_service(
             "fieldsync-api",
-            [fieldsync, "run", "api"],
+            fieldsync_argv("api"),
             {**fs_env, "FIELDSYNC_HTTP_PORT": str(fs_port)},
             workdir,
         )
@@ -688,7 +696,7 @@ async def run_bench(
     fs_workflows = started(
         start_service(
             "fieldsync-workflows",
-            [fieldsync, "run", "workflows"],
+            fieldsync_argv("workflows"),
             {**fs_env, "FIELDSYNC_HTTP_PORT": str(fs_workflows_port)},
             workdir,
         )
@@ -968,6 +976,14 @@ def main() -> None:
         choices=("lean", "httpx"),
         default="lean",
         help="the HTTP load generator, the same for both HTTP arms (default: lean)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run fieldsync's api and workflows under cProfile, writing DIR/api.prof and"
+        " DIR/workflows.prof at exit (slows them: for finding hot spots, not for numbers)",
     )
     args = parser.parse_args()
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
+from fieldsync.api.buildings.raw import add_building, read_building
 from fieldsync.api.buildings.schemas import (
     AssigneeOut,
     AssigneePage,
@@ -21,7 +22,6 @@ from fieldsync.api.buildings.schemas import (
 from fieldsync.api.buildings.service import (
     BuildingService,
     building_out,
-    read_building,
     request_default_workflow,
 )
 from fieldsync.api.deps import ApiSession, RuntimeDep
@@ -49,8 +49,6 @@ async def create_building(
     body: BuildingCreate,
     caller: CurrentCaller,
     _: Manager,
-    buildings: Buildings,
-    session: ApiSession,
     runtime: RuntimeDep,
     response: Response,
 ) -> BuildingCreated:
@@ -61,12 +59,11 @@ async def create_building(
     `workflow_status: "pending"`: the building's change event creates the workflow
     when the service is back.
     """
-    building, _organization = await buildings.create(caller, body)
-    await session.commit()
-    response.headers["Location"] = f"/api/v1/buildings/{building.uuid}"
-    workflow = await request_default_workflow(runtime, caller, building.uuid)
+    building = await add_building(runtime, caller, body)
+    response.headers["Location"] = f"/api/v1/buildings/{building.id}"
+    workflow = await request_default_workflow(runtime, caller, building.id)
     return BuildingCreated(
-        **building_out(building).model_dump(),
+        **building.model_dump(),
         workflow=workflow,
         workflow_status="created" if workflow is not None else "pending",
     )

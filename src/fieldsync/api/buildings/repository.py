@@ -17,7 +17,7 @@ from fieldsync.api.buildings.schemas import BuildingSort
 from fieldsync.api.organizations.models import Organization
 from fieldsync.api.users.models import User
 from fieldsync.kit.db.repository import Repository
-from fieldsync.kit.errors import ValidationFailed
+from fieldsync.kit.errors import Conflict, ValidationFailed
 from fieldsync.kit.pagination import Page, PageRequest
 
 _SORT_COLUMNS: dict[str, Any] = {
@@ -99,6 +99,63 @@ async def fetch_visible_building(
     row: asyncpg.Record | None = await connection.fetchrow(
         _VISIBLE_BUILDING, organization_id, public_id, technician_id
     )
+    return row
+
+
+# The POST path's write, for asyncpg in the caller's transaction: the organization check
+# and the insert in one statement. A taken public id (in any organization, deleted or
+# not) inserts nothing instead of failing, so the transaction needs no savepoint.
+_INSERT_BUILDING = """
+WITH organization AS (
+    SELECT id FROM organizations WHERE uuid = $1 AND deleted_at IS NULL
+), inserted AS (
+    INSERT INTO buildings (id, uuid, organization_id, name, address, city, country, latitude,
+                           longitude, floors, notes, deleted_at, version)
+    SELECT $2::bigint, $3::uuid, organization.id, $4::text, $5::text, $6::text, $7::text,
+           $8::numeric, $9::numeric, $10::int, $11::text, NULL, 1
+    FROM organization
+    ON CONFLICT ON CONSTRAINT uq_buildings_uuid DO NOTHING
+    RETURNING uuid, name, address, city, country, latitude, longitude, floors, notes,
+              created_at, updated_at, version
+)
+SELECT EXISTS (SELECT FROM organization) AS organization_found, inserted.*
+FROM (VALUES (1)) AS one LEFT JOIN inserted ON true
+"""
+
+
+async def insert_building(
+    connection: asyncpg.Connection,
+    *,
+    organization_id: uuid.UUID,
+    building_id: int,
+    public_id: uuid.UUID,
+    fields: dict[str, Any],
+) -> asyncpg.Record:
+    """Insert a building into the live organization with this public id, in one statement.
+
+    The row has `organization_found` and, when the building was inserted, its public
+    fields (`uuid` is None when the organization is gone or the public id is taken).
+    """
+    try:
+        row: asyncpg.Record = await connection.fetchrow(
+            _INSERT_BUILDING,
+            organization_id,
+            building_id,
+            public_id,
+            fields["name"],
+            fields["address"],
+            fields["city"],
+            fields["country"],
+            fields["latitude"],
+            fields["longitude"],
+            fields["floors"],
+            fields["notes"],
+        )
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        # Not expected past validation; still the caller's conflict, naming the constraint.
+        raise Conflict(
+            "the write conflicts with existing data", constraint=exc.constraint_name
+        ) from None
     return row
 
 

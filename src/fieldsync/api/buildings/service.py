@@ -14,7 +14,6 @@ from fieldsync.api.buildings.models import Building, BuildingAssignment
 from fieldsync.api.buildings.repository import (
     AssignmentRepository,
     BuildingRepository,
-    fetch_visible_building,
 )
 from fieldsync.api.buildings.schemas import (
     BuildingCreate,
@@ -66,38 +65,6 @@ def building_out(building: Building) -> BuildingOut:
 def building_data(building: Building) -> dict[str, Any]:
     """The fields a building change carries (what sync clients hold)."""
     return building_out(building).model_dump(mode="json", exclude={"created_at"})
-
-
-async def read_building(runtime: Runtime, caller: Caller, building_id: uuid.UUID) -> BuildingOut:
-    """A building the caller may see, in one statement on the raw pool; 404 otherwise.
-
-    The same visibility as `BuildingService.get`. A miss takes the session path once
-    more, so a gone organization or account is still a 401 rather than a 404.
-    """
-    database = runtime.databases["api"]
-    technician = caller.user_id if caller.role == Role.TECHNICIAN else None
-    async with database.raw_connection() as connection:
-        row = await fetch_visible_building(
-            connection, caller.organization_id, technician, building_id
-        )
-    if row is None:
-        async with database.sessions() as session:
-            await BuildingService(session=session, runtime=runtime).scope(caller)
-        raise NotFound("no such building")
-    return BuildingOut(
-        id=row["uuid"],
-        name=row["name"],
-        address=row["address"],
-        city=row["city"],
-        country=row["country"],
-        latitude=None if row["latitude"] is None else float(row["latitude"]),
-        longitude=None if row["longitude"] is None else float(row["longitude"]),
-        floors=row["floors"],
-        notes=row["notes"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
 
 
 DEFAULT_WORKFLOW_TIMEOUT_SECONDS = 2.0

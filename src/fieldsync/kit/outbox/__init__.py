@@ -9,6 +9,13 @@ stream's dedupe window; a relay that is down delays messages and never loses the
 """
 
 from fieldsync.kit.outbox.relay import OutboxRelay, message_id
-from fieldsync.kit.outbox.table import append, append_all, outbox_table
+from fieldsync.kit.outbox.table import append, append_all, append_all_raw, outbox_table
 
-__all__ = ["OutboxRelay", "append", "append_all", "message_id", "outbox_table"]
+__all__ = [
+    "OutboxRelay",
+    "append",
+    "append_all",
+    "append_all_raw",
+    "message_id",
+    "outbox_table",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import asyncpg
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -89,6 +90,39 @@ def _append_statement(table: Table) -> TextClause:
         bindparam("subjects", type_=ARRAY(Text)),
         bindparam("payloads", type_=ARRAY(LargeBinary)),
         bindparam("channel", type_=Text),
+    )
+
+
+async def append_all_raw(
+    connection: asyncpg.Connection,
+    table: Table,
+    ids: SnowflakeGenerator,
+    messages: Sequence[tuple[str, bytes]],
+) -> list[int]:
+    """`append_all` on a raw asyncpg connection, inside the caller's transaction there.
+
+    For hot paths that write without the ORM (`Database.raw_connection`): the same one
+    statement, the same rows and the same NOTIFY.
+    """
+    if not messages:
+        return []
+    message_ids = [ids.next_id() for _ in messages]
+    await connection.execute(
+        _raw_append_statement(table.name),
+        message_ids,
+        [subject for subject, _ in messages],
+        [payload for _, payload in messages],
+        notify_channel(table),
+    )
+    return message_ids
+
+
+@functools.cache
+def _raw_append_statement(table_name: str) -> str:
+    return (
+        f"WITH appended AS (INSERT INTO {table_name} (id, subject, payload)"  # noqa: S608 - a table name, not input
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[]))"
+        " SELECT pg_notify($4, '')"
     )
 
 

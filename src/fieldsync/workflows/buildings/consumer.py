@@ -23,6 +23,7 @@ from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging import ConsumerSpec
 from fieldsync.kit.runtime import Runtime
 from fieldsync.workflows.state import WorkflowsState
+from fieldsync.workflows.workflows import creating
 from fieldsync.workflows.workflows.service import WorkflowService
 
 log = get_logger(__name__)
@@ -85,17 +86,14 @@ def parse(message: Message) -> Change:
 
 async def apply(state: WorkflowsState, change: Change) -> None:
     """Bring the building's workflows in line with the change, in one transaction."""
-    async with state.transaction() as session:
-        workflows = WorkflowService(session, state.ids)
-        if change.op is ChangeOp.DELETE:
-            retired = await workflows.retire_building(change.organization_id, change.id)
-            log.info(
-                "building deleted; workflows retired", building_id=str(change.id), count=retired
+    if change.op is ChangeOp.DELETE:
+        async with state.transaction() as session:
+            retired = await WorkflowService(session, state.ids).retire_building(
+                change.organization_id, change.id
             )
-        else:
-            created = await workflows.ensure_default(change.organization_id, change.id)
-            if created:
-                log.info("default workflow created", building_id=str(change.id))
+        log.info("building deleted; workflows retired", building_id=str(change.id), count=retired)
+    elif await creating.ensure_default(state, change.organization_id, change.id):
+        log.info("default workflow created", building_id=str(change.id))
 
 
 async def handle(state: WorkflowsState, message: Message) -> None:

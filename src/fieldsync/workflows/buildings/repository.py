@@ -11,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fieldsync.workflows.buildings.models import RetiredBuilding
 
 
-def _lock_key(building_id: uuid.UUID) -> int:
-    # 63 bits of the id: PostgreSQL advisory keys are signed bigints.
+def building_lock_key(building_id: uuid.UUID) -> int:
+    """The advisory lock key ordering a building's creates and its delete.
+
+    63 bits of the id: PostgreSQL advisory keys are signed bigints.
+    """
     return int.from_bytes(building_id.bytes[:8], "big") >> 1
 
 
@@ -25,12 +28,14 @@ class BuildingRepository:
     async def lock_for_create(self, building_id: uuid.UUID) -> None:
         """Hold off the building's delete until this transaction ends (creates share it)."""
         await self.session.execute(
-            select(func.pg_advisory_xact_lock_shared(_lock_key(building_id)))
+            select(func.pg_advisory_xact_lock_shared(building_lock_key(building_id)))
         )
 
     async def lock_for_retire(self, building_id: uuid.UUID) -> None:
         """Wait for the building's creates in flight, and hold off new ones."""
-        await self.session.execute(select(func.pg_advisory_xact_lock(_lock_key(building_id))))
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(building_lock_key(building_id)))
+        )
 
     async def is_retired(self, organization_id: uuid.UUID, building_id: uuid.UUID) -> bool:
         """Whether the building's delete has been seen."""

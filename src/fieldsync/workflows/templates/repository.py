@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import asyncpg
 from sqlalchemy import select
 
 from fieldsync.kit.db.repository import Repository
+from fieldsync.kit.ids import SnowflakeGenerator, new_public_id
 from fieldsync.workflows.templates.models import WorkflowTemplate, WorkflowTemplateStep
 
 
@@ -63,3 +65,47 @@ class TemplateStepRepository(Repository[WorkflowTemplateStep]):
             .order_by(WorkflowTemplateStep.position, WorkflowTemplateStep.id)
         )
         return (await self.session.scalars(statement)).all()
+
+
+# An organization's default template and its steps, in one statement, unless it has one
+# already (the unique default index; a concurrent first use waits here, then inserts
+# nothing). On a raw asyncpg connection, in the caller's transaction.
+_INSERT_DEFAULT = """
+WITH template AS (
+    INSERT INTO workflow_templates (id, uuid, organization_id, name, is_default, deleted_at,
+                                    version)
+    VALUES ($1, $2, $3, $4, true, NULL, 1)
+    ON CONFLICT (organization_id) WHERE is_default DO NOTHING
+    RETURNING id
+)
+INSERT INTO workflow_template_steps (id, uuid, template_id, position, title, required,
+                                     deleted_at, version)
+SELECT s.id, s.uuid, t.id, s.position, s.title, s.required, NULL, 1
+FROM template t,
+     unnest($5::bigint[], $6::uuid[], $7::int[], $8::text[], $9::bool[])
+       AS s(id, uuid, position, title, required)
+"""
+
+
+async def insert_default(
+    connection: asyncpg.Connection,
+    ids: SnowflakeGenerator,
+    organization_id: uuid.UUID,
+    *,
+    name: str,
+    steps: Sequence[tuple[str, bool]],
+) -> None:
+    """Give the organization a default template with these (title, required) steps,
+    unless it has one."""
+    await connection.execute(
+        _INSERT_DEFAULT,
+        ids.next_id(),
+        new_public_id(),
+        organization_id,
+        name,
+        [ids.next_id() for _ in steps],
+        [new_public_id() for _ in steps],
+        list(range(len(steps))),
+        [title for title, _ in steps],
+        [required for _, required in steps],
+    )

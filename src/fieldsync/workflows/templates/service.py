@@ -6,12 +6,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.kit.errors import Conflict
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.workflows.templates.models import WorkflowTemplate, WorkflowTemplateStep
-from fieldsync.workflows.templates.repository import TemplateRepository, TemplateStepRepository
+from fieldsync.workflows.templates.repository import (
+    TemplateRepository,
+    TemplateStepRepository,
+    insert_default,
+)
 
 DEFAULT_TEMPLATE_NAME = "Initial inspection"
 # (title, required)
@@ -77,3 +82,36 @@ async def _create_default(
             )
         )
     return template
+
+
+async def ensure_default_template(
+    connection: asyncpg.Connection, ids: SnowflakeGenerator, organization_id: uuid.UUID
+) -> None:
+    """Create the organization's default template on a raw connection unless it has one."""
+    await insert_default(
+        connection, ids, organization_id, name=DEFAULT_TEMPLATE_NAME, steps=DEFAULT_STEPS
+    )
+
+
+class StepCounts:
+    """How many steps each organization's default template had when last used.
+
+    Only a guess, used to draw that many step ids before the insert: the insert checks
+    it against the template it reads, writes nothing when it is wrong and reports the
+    right count, so a stale guess (an edited template, another process) costs one retry
+    and never a wrong workflow. Bounded: past `limit` organizations it starts over.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._counts: dict[uuid.UUID, int] = {}
+
+    def guess(self, organization_id: uuid.UUID) -> int:
+        """The last count seen for the organization, else the built-in template's."""
+        return self._counts.get(organization_id, len(DEFAULT_STEPS))
+
+    def remember(self, organization_id: uuid.UUID, count: int) -> None:
+        """Record the count the organization's default template has now."""
+        if len(self._counts) >= self._limit:
+            self._counts.clear()
+        self._counts[organization_id] = count

@@ -19,6 +19,7 @@ from fieldsync.kit.messaging import Router
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.paging import page_request
 from fieldsync.workflows.state import current
+from fieldsync.workflows.workflows import creating
 from fieldsync.workflows.workflows.service import NewWorkflow, WorkflowService, workflow_out
 
 router = Router(queue=contract.QUEUE)
@@ -27,7 +28,6 @@ router = Router(queue=contract.QUEUE)
 @router.handler(contract.CREATE)
 async def create_workflow(request: WorkflowCreate) -> WorkflowCreated:
     """Create a workflow once per idempotency key (managers and admins)."""
-    state = current()
     new = NewWorkflow(
         organization_id=request.caller.organization_id,
         building_id=request.building_id,
@@ -36,11 +36,8 @@ async def create_workflow(request: WorkflowCreate) -> WorkflowCreated:
         assignee_id=request.assignee_id,
         due_date=request.due_date,
     )
-    async with state.transaction() as session:
-        workflow, created = await WorkflowService(session, state.ids).create(
-            Access.of(request), new
-        )
-    return WorkflowCreated(workflow=workflow_out(workflow), created=created)
+    outcome = await creating.create(current(), Access.of(request), new)
+    return WorkflowCreated(workflow=outcome.workflow, created=outcome.created)
 
 
 @router.handler(contract.GET)

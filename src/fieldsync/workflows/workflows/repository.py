@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from fieldsync.kit.db.repository import Repository, conflict_of
+from fieldsync.kit.errors import Conflict
 from fieldsync.kit.pagination import Page, PageRequest
 from fieldsync.workflows.access import Access
 from fieldsync.workflows.locking import Lock, locked
@@ -109,3 +112,119 @@ class WorkflowRepository(Repository[Workflow]):
             .order_by(Workflow.id)
         )
         return (await self.session.scalars(locked(statement, Lock.UPDATE))).all()
+
+
+# --- the create path on a raw asyncpg connection (see `creating.py`) -------------------
+
+_FIND_BY_KEY = """
+SELECT uuid, building_id, name, status, assignee_id, due_date, updated_at, version, deleted_at
+FROM workflows WHERE organization_id = $1 AND idempotency_key = $2
+"""
+
+# Takes the building's create lock (shared with other creates, exclusive to its delete)
+# and looks the key up, in one round trip. The lock does not need to precede the
+# lookup: only the next statement's snapshot must be taken after it.
+_LOCK_AND_FIND_BY_KEY = """
+SELECT w.uuid, w.building_id, w.name, w.status, w.assignee_id, w.due_date, w.updated_at,
+       w.version, w.deleted_at
+FROM (SELECT pg_advisory_xact_lock_shared($1)) AS held
+LEFT JOIN workflows w ON w.organization_id = $2 AND w.idempotency_key = $3
+"""
+
+# The workflow and its default template's steps, in one statement, unless the building
+# was deleted, the key is taken (a concurrent create: nothing is written), or the
+# template does not have as many steps as ids were given (nothing is written; the
+# caller retries with `step_count` ids). One row per inserted step, in order; a single
+# row of flags when nothing (or no step) was inserted.
+_INSERT_FROM_DEFAULT_TEMPLATE = """
+WITH template AS (
+    SELECT id, name FROM workflow_templates
+    WHERE organization_id = $1 AND is_default AND deleted_at IS NULL
+), template_steps AS (
+    SELECT s.title, s.position, s.required, row_number() OVER (ORDER BY s.position, s.id) AS n
+    FROM workflow_template_steps s JOIN template t ON s.template_id = t.id
+    WHERE s.deleted_at IS NULL
+), fit AS (
+    SELECT EXISTS (SELECT FROM retired_buildings r
+                   WHERE r.organization_id = $1 AND r.building_id = $2) AS retired,
+           EXISTS (SELECT FROM template) AS has_template,
+           (SELECT count(*) FROM template_steps) AS step_count
+), workflow AS (
+    INSERT INTO workflows (id, uuid, organization_id, building_id, template_id, name, status,
+                           assignee_id, due_date, idempotency_key, deleted_at, version)
+    SELECT $3::bigint, $4::uuid, $1, $2, t.id, coalesce($5::text, t.name), 'open',
+           $6::uuid, $7::date, $8::text, NULL, 1
+    FROM template t, fit
+    WHERE NOT fit.retired AND fit.step_count = cardinality($9::bigint[])
+    ON CONFLICT ON CONSTRAINT uq_workflows_organization_id_idempotency_key DO NOTHING
+    RETURNING id, name, updated_at
+), steps AS (
+    INSERT INTO workflow_steps (id, uuid, workflow_id, title, position, required, done, value,
+                                completed_by, completed_at, deleted_at, version)
+    SELECT i.id, i.uuid, w.id, s.title, s.position, s.required, false, NULL, NULL, NULL, NULL, 1
+    FROM workflow w
+    CROSS JOIN template_steps s
+    JOIN unnest($9::bigint[], $10::uuid[]) WITH ORDINALITY AS i(id, uuid, n) ON i.n = s.n
+    RETURNING id, uuid, title, position, required, updated_at
+)
+SELECT fit.retired, fit.has_template, fit.step_count,
+       w.name AS workflow_name, w.updated_at AS workflow_updated_at,
+       s.uuid AS step_uuid, s.title AS step_title, s.position AS step_position,
+       s.required AS step_required, s.updated_at AS step_updated_at
+FROM fit LEFT JOIN workflow w ON true LEFT JOIN steps s ON true
+ORDER BY s.id
+"""
+
+
+async def find_by_key(
+    connection: asyncpg.Connection, organization_id: uuid.UUID, key: str
+) -> asyncpg.Record | None:
+    """The workflow created with `key` in the organization, deleted or not, or None."""
+    row: asyncpg.Record | None = await connection.fetchrow(_FIND_BY_KEY, organization_id, key)
+    return row
+
+
+async def lock_and_find_by_key(
+    connection: asyncpg.Connection, lock_key: int, organization_id: uuid.UUID, key: str
+) -> asyncpg.Record | None:
+    """Take the building's create lock; the workflow created with `key`, or None."""
+    row: asyncpg.Record = await connection.fetchrow(
+        _LOCK_AND_FIND_BY_KEY, lock_key, organization_id, key
+    )
+    return None if row["uuid"] is None else row
+
+
+async def insert_from_default_template(
+    connection: asyncpg.Connection,
+    *,
+    organization_id: uuid.UUID,
+    building_id: uuid.UUID,
+    workflow_id: int,
+    public_id: uuid.UUID,
+    name: str | None,
+    assignee_id: uuid.UUID | None,
+    due_date: date | None,
+    idempotency_key: str,
+    step_ids: Sequence[int],
+    step_public_ids: Sequence[uuid.UUID],
+) -> list[asyncpg.Record]:
+    """Insert the workflow and its steps (see `_INSERT_FROM_DEFAULT_TEMPLATE`)."""
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(
+            _INSERT_FROM_DEFAULT_TEMPLATE,
+            organization_id,
+            building_id,
+            workflow_id,
+            public_id,
+            name,
+            assignee_id,
+            due_date,
+            idempotency_key,
+            step_ids,
+            step_public_ids,
+        )
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise Conflict(
+            "the write conflicts with existing data", constraint=exc.constraint_name
+        ) from None
+    return rows

@@ -1,0 +1,249 @@
+"""Creating a workflow from the default template once per idempotency key, on the raw pool.
+
+The path of `workflows.create` and of the building changes consumer (a building's
+default workflow, key = the building id), so either finds the other's workflow. Five
+round trips and no ORM: `BEGIN`; the building's create lock with the key lookup; the
+workflow and its steps (the deleted-building check and the template read inside);
+their changes in the outbox; `COMMIT`. A key used before answers its workflow after
+the second. The same rules as `WorkflowService.create`, whose session path pushed
+creates keep using: the same key constraint, building lock and deleted buildings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.changes import Change, change_bytes, change_subject, new_change
+from fieldsync.contracts.workflows import WorkflowStatus
+from fieldsync.kit.errors import Conflict, NotFound, Unavailable
+from fieldsync.kit.ids import SnowflakeGenerator, new_public_id
+from fieldsync.kit.outbox import append_all_raw
+from fieldsync.workflows.access import Access
+from fieldsync.workflows.buildings.repository import building_lock_key
+from fieldsync.workflows.models import outbox
+from fieldsync.workflows.state import WorkflowsState
+from fieldsync.workflows.templates.service import StepCounts, ensure_default_template
+from fieldsync.workflows.workflows.repository import (
+    find_by_key,
+    insert_from_default_template,
+    lock_and_find_by_key,
+)
+from fieldsync.workflows.workflows.service import NewWorkflow
+
+# Attempts at the insert: a wrong step count guess and a missing template cost one each.
+MAX_ATTEMPTS = 3
+
+# Per process: what the last create saw of each organization's template (a guess only).
+STEP_COUNTS = StepCounts()
+
+
+@dataclass(frozen=True)
+class CreatedOnce:
+    """The workflow of the key, whether this call created it, and whether it is deleted."""
+
+    workflow: contract.Workflow
+    created: bool
+    deleted: bool
+
+
+async def create(state: WorkflowsState, access: Access, new: NewWorkflow) -> CreatedOnce:
+    """`workflows.create`: once per key; a key whose workflow was deleted is a Conflict."""
+    access.require_manager("creating a workflow")
+    if not access.sees(new.building_id):
+        raise NotFound("no such building")
+    outcome = await create_once(state, new)
+    if outcome.deleted:
+        raise Conflict(
+            "the workflow created with this idempotency key has been deleted",
+            idempotency_key=new.idempotency_key,
+        )
+    return outcome
+
+
+async def ensure_default(
+    state: WorkflowsState, organization_id: uuid.UUID, building_id: uuid.UUID
+) -> bool:
+    """Give a building its default workflow unless it has (or had) one; True if created.
+
+    Usually the api's request created it already, so the key is looked up first on
+    its own (one round trip, no transaction); only a miss takes the create path.
+    """
+    new = NewWorkflow(
+        organization_id=organization_id,
+        building_id=building_id,
+        idempotency_key=contract.default_workflow_key(building_id),
+    )
+    try:
+        outcome = await create_once(state, new, look_first=True)
+    except NotFound:  # the building was deleted meanwhile
+        return False
+    return outcome.created
+
+
+async def create_once(
+    state: WorkflowsState, new: NewWorkflow, *, look_first: bool = False
+) -> CreatedOnce:
+    """The key's workflow, created now unless it exists; NotFound for a deleted building.
+
+    `look_first`: look the key up before taking the lock, when it is likely used.
+    """
+    try:
+        async with state.database.raw_connection() as connection:
+            if look_first:
+                existing = await find_by_key(connection, new.organization_id, new.idempotency_key)
+                if existing is not None and existing["building_id"] == new.building_id:
+                    return _existing(existing)
+            async with connection.transaction():
+                return await _create_once(connection, state.ids, new)
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+        raise Unavailable("the transaction lost a race; retry") from None
+
+
+async def _create_once(
+    connection: asyncpg.Connection, ids: SnowflakeGenerator, new: NewWorkflow
+) -> CreatedOnce:
+    lock_key = building_lock_key(new.building_id)
+    existing = await lock_and_find_by_key(
+        connection, lock_key, new.organization_id, new.idempotency_key
+    )
+    if existing is None:
+        created = await _insert(connection, ids, new)
+        if created is not None:
+            return CreatedOnce(workflow=created, created=True, deleted=False)
+        # A concurrent create with the same key committed first: answer its workflow.
+        existing = await lock_and_find_by_key(
+            connection, lock_key, new.organization_id, new.idempotency_key
+        )
+        if existing is None:  # pragma: no cover - the constraint says it exists
+            raise Conflict("the idempotency key is in use; retry")
+    if existing["building_id"] != new.building_id:
+        raise Conflict(
+            "this idempotency key was used for another building",
+            idempotency_key=new.idempotency_key,
+        )
+    return _existing(existing)
+
+
+def _existing(row: asyncpg.Record) -> CreatedOnce:
+    return CreatedOnce(
+        workflow=_workflow_of(row), created=False, deleted=row["deleted_at"] is not None
+    )
+
+
+async def _insert(
+    connection: asyncpg.Connection, ids: SnowflakeGenerator, new: NewWorkflow
+) -> contract.Workflow | None:
+    """The new workflow with its changes in the outbox; None when the key was taken."""
+    public_id = new_public_id()
+    for _ in range(MAX_ATTEMPTS):
+        step_count = STEP_COUNTS.guess(new.organization_id)
+        rows = await insert_from_default_template(
+            connection,
+            organization_id=new.organization_id,
+            building_id=new.building_id,
+            workflow_id=ids.next_id(),
+            public_id=public_id,
+            name=new.name,
+            assignee_id=new.assignee_id,
+            due_date=new.due_date,
+            idempotency_key=new.idempotency_key,
+            step_ids=[ids.next_id() for _ in range(step_count)],
+            step_public_ids=[new_public_id() for _ in range(step_count)],
+        )
+        flags = rows[0]
+        if flags["retired"]:
+            raise NotFound("the building has been deleted")
+        if not flags["has_template"]:
+            await ensure_default_template(connection, ids, new.organization_id)
+            continue
+        if flags["step_count"] != step_count:
+            STEP_COUNTS.remember(new.organization_id, flags["step_count"])
+            continue
+        if flags["workflow_name"] is None:
+            return None
+        workflow = contract.Workflow(
+            id=public_id,
+            building_id=new.building_id,
+            name=flags["workflow_name"],
+            status=WorkflowStatus.OPEN,
+            assignee_id=new.assignee_id,
+            due_date=new.due_date,
+            updated_at=flags["workflow_updated_at"],
+            version=1,
+        )
+        await _record(connection, ids, new.organization_id, workflow, rows)
+        return workflow
+    raise Conflict("the organization's default template cannot be used now; retry")
+
+
+async def _record(
+    connection: asyncpg.Connection,
+    ids: SnowflakeGenerator,
+    organization_id: uuid.UUID,
+    workflow: contract.Workflow,
+    rows: list[asyncpg.Record],
+) -> None:
+    """Append the changes of the new workflow and its steps to the outbox, in order."""
+    changes = [_change(contract.WORKFLOWS_COLLECTION, organization_id, workflow, workflow)]
+    for row in rows:
+        if row["step_uuid"] is None:
+            continue
+        step = contract.WorkflowStep(
+            id=row["step_uuid"],
+            workflow_id=workflow.id,
+            title=row["step_title"],
+            position=row["step_position"],
+            done=False,
+            value=None,
+            completed_by=None,
+            completed_at=None,
+            required=row["step_required"],
+            version=1,
+        )
+        changes.append(
+            _change(
+                contract.STEPS_COLLECTION, organization_id, workflow, step, row["step_updated_at"]
+            )
+        )
+    await append_all_raw(
+        connection,
+        outbox,
+        ids,
+        [(change_subject(organization_id, c.collection), change_bytes(c)) for c in changes],
+    )
+
+
+def _change(
+    collection: str,
+    organization_id: uuid.UUID,
+    workflow: contract.Workflow,
+    record: contract.Workflow | contract.WorkflowStep,
+    updated_at: datetime | None = None,
+) -> Change:
+    return new_change(
+        collection,
+        organization_id=organization_id,
+        building_id=workflow.building_id,
+        record_id=record.id,
+        version=record.version,
+        data=record.model_dump(mode="json"),
+        occurred_at=updated_at or workflow.updated_at,
+    )
+
+
+def _workflow_of(row: asyncpg.Record) -> contract.Workflow:
+    return contract.Workflow(
+        id=row["uuid"],
+        building_id=row["building_id"],
+        name=row["name"],
+        status=WorkflowStatus(row["status"]),
+        assignee_id=row["assignee_id"],
+        due_date=row["due_date"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
