@@ -15,7 +15,9 @@ each mutation with compare-and-set on `base_version`:
 `(caller.user_id, client_id, mutation_id)` names a mutation: an owner records each
 result in the transaction that applies it and answers a replay with that result,
 so a retried push never applies anything twice. One request's mutations are applied
-in order, each in its own savepoint of one transaction.
+in order, each in its own savepoint of one transaction; an owner may apply some of
+them set-based first (`ApplySet`) when that gives the results in-order application
+would.
 """
 
 from __future__ import annotations
@@ -125,16 +127,26 @@ class AppliedMutations(BaseModel):
 # --- applying, on the owner's side ------------------------------------------------------
 
 ApplyOne = Callable[[Mutation], Awaitable[MutationResult]]
+# Applies what it can of a request's claimed mutations in a few statements; the results
+# of those it applied (by mutation id). It may take only mutations whose outcome does
+# not depend on the others of the request (none of them touches the same record), so
+# applying them first gives what in-order application would; the rest go to ApplyOne.
+ApplySet = Callable[[list[Mutation]], Awaitable[dict[int, MutationResult]]]
 
 
 async def apply_in_order(
-    session: AsyncSession, ledger: Table, request: ApplyMutations, apply_one: ApplyOne
+    session: AsyncSession,
+    ledger: Table,
+    request: ApplyMutations,
+    apply_one: ApplyOne,
+    apply_set: ApplySet | None = None,
 ) -> AppliedMutations:
     """Apply each mutation once, in order, each in a savepoint; results in request order.
 
     `apply_one` applies one mutation and returns its result; a `FieldsyncError` or a
     pydantic `ValidationError` it raises becomes that mutation's result (see
-    `result_of_error`) and undoes only that mutation's writes.
+    `result_of_error`) and undoes only that mutation's writes. `apply_set`, when
+    given, first applies the independent mutations it can set-based (see `ApplySet`).
     """
     claims = MutationLedger(
         session, ledger, user_id=request.caller.user_id, client_id=request.client_id
@@ -142,17 +154,26 @@ async def apply_in_order(
     ids = [mutation.mutation_id for mutation in request.mutations]
     claimed = await claims.claim(ids)
     stored = await claims.results([i for i in ids if i not in claimed])
+    applied_together: dict[int, MutationResult] = {}
+    if apply_set is not None and claimed:
+        applied_together = await apply_set(
+            [mutation for mutation in request.mutations if mutation.mutation_id in claimed]
+        )
     results: list[MutationResult] = []
     settled: dict[int, dict[str, Any]] = {}
     for mutation in request.mutations:
         if mutation.mutation_id not in claimed:
             results.append(MutationResult.model_validate(stored[mutation.mutation_id]))
             continue
-        try:
-            async with session.begin_nested():
-                result = await apply_one(mutation)
-        except (FieldsyncError, ValidationError) as exc:
-            result = result_of_error(mutation, exc)
+        together = applied_together.get(mutation.mutation_id)
+        if together is not None:
+            result = together
+        else:
+            try:
+                async with session.begin_nested():
+                    result = await apply_one(mutation)
+            except (FieldsyncError, ValidationError) as exc:
+                result = result_of_error(mutation, exc)
         settled[mutation.mutation_id] = result.model_dump(mode="json")
         results.append(result)
     await claims.settle(settled)

@@ -1,8 +1,10 @@
 """Buildings pushed by sync clients: the `api.buildings.apply` handler (queue `api`).
 
 The sync service routes a client's building mutations here (contracts/mutations.py
-has the semantics). Each is applied through `BuildingService`, so a pushed write
-follows the same rules, bounds and change events as the HTTP endpoints.
+has the semantics). Independent creates, updates and deletes are written together
+(`bulk.py`, with the same outcomes); every other mutation is applied through
+`BuildingService`, so a pushed write follows the same rules, bounds and change
+events as the HTTP endpoints.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fieldsync.api.buildings.bulk import BulkBuildingMutations
 from fieldsync.api.buildings.models import Building
 from fieldsync.api.buildings.schemas import BuildingCreate, BuildingUpdate
 from fieldsync.api.buildings.service import BuildingService, building_data
@@ -45,7 +48,10 @@ async def apply_building_mutations(request: ApplyMutations) -> AppliedMutations:
         mutations = BuildingMutations(
             session, BuildingService(session=session, runtime=runtime), request.caller
         )
-        return await apply_in_order(session, applied_mutations, request, mutations.apply)
+        together = BulkBuildingMutations(session, runtime.ids["api"], request.caller)
+        return await apply_in_order(
+            session, applied_mutations, request, mutations.apply, together.apply
+        )
 
 
 class BuildingMutations:

@@ -8,10 +8,13 @@ first one's stored result.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -19,13 +22,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    TextClause,
     Uuid,
     bindparam,
     func,
     select,
-    update,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -65,15 +69,8 @@ class MutationLedger:
         if not ordered:
             return set()
         claimed = await self.session.scalars(
-            insert(self.table)
-            .values(
-                [
-                    {"user_id": self.user_id, "client_id": self.client_id, "mutation_id": i}
-                    for i in ordered
-                ]
-            )
-            .on_conflict_do_nothing()
-            .returning(self.table.c.mutation_id)
+            _claim_statement(self.table),
+            {"user_id": self.user_id, "client_id": self.client_id, "ids": ordered},
         )
         return set(claimed)
 
@@ -95,17 +92,42 @@ class MutationLedger:
         """Store the results of claimed mutations (one statement)."""
         if not results:
             return
-        table = self.table
         await self.session.execute(
-            update(table)
-            .where(
-                table.c.user_id == self.user_id,
-                table.c.client_id == self.client_id,
-                table.c.mutation_id == bindparam("settled_id"),
-            )
-            .values(result=bindparam("settled_result")),
-            [
-                {"settled_id": mutation_id, "settled_result": result}
-                for mutation_id, result in results.items()
-            ],
+            _settle_statement(self.table),
+            {
+                "user_id": self.user_id,
+                "client_id": self.client_id,
+                "ids": list(results),
+                "results": [orjson.dumps(result).decode() for result in results.values()],
+            },
         )
+
+
+# Arrays keep each statement's text the same for any number of mutations: one prepared
+# statement, where a multi-row VALUES (or an executemany) costs per row.
+@functools.cache
+def _claim_statement(table: Table) -> TextClause:
+    return text(
+        f"INSERT INTO {table.name} (user_id, client_id, mutation_id)"  # noqa: S608 - a table name, not input
+        " SELECT :user_id, :client_id, claimed FROM unnest(:ids) AS claimed"
+        " ON CONFLICT DO NOTHING RETURNING mutation_id"
+    ).bindparams(
+        bindparam("user_id", type_=Uuid),
+        bindparam("client_id", type_=Text),
+        bindparam("ids", type_=ARRAY(BigInteger)),
+    )
+
+
+@functools.cache
+def _settle_statement(table: Table) -> TextClause:
+    return text(
+        f"UPDATE {table.name} AS ledger SET result = settled.result::jsonb"  # noqa: S608 - a table name, not input
+        " FROM unnest(:ids, :results) AS settled(mutation_id, result)"
+        " WHERE ledger.user_id = :user_id AND ledger.client_id = :client_id"
+        " AND ledger.mutation_id = settled.mutation_id"
+    ).bindparams(
+        bindparam("user_id", type_=Uuid),
+        bindparam("client_id", type_=Text),
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("results", type_=ARRAY(Text)),
+    )

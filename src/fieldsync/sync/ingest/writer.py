@@ -99,16 +99,20 @@ def wire_record(change: Change) -> dict[str, Any] | None:
     return record
 
 
-def wire_change(change: Change, record: dict[str, Any] | None) -> str:
-    """The change as a pull sends it (the same shape PostgreSQL renders for move-outs)."""
-    return orjson.dumps(
-        {
-            "collection": change.collection,
-            "id": str(change.id),
-            "op": "delete" if record is None else "upsert",
-            "data": record,
-        }
-    ).decode()
+def wire_change(change: Change, record: bytes | None) -> str:
+    """The change as a pull sends it (the same shape PostgreSQL renders for move-outs).
+
+    `record` is the record's JSON (`wire_record`, encoded): spliced in as it is, so a
+    record is encoded once for both the `data` and the `change` columns.
+    """
+    head = orjson.dumps({"collection": change.collection, "id": str(change.id)})[:-1]
+    if record is None:
+        return (head + b',"op":"delete","data":null}').decode()
+    return (head + b',"op":"upsert","data":' + record + b"}").decode()
+
+
+def _encoded(record: dict[str, Any] | None) -> bytes | None:
+    return None if record is None else orjson.dumps(record)
 
 
 def group(changes: list[Change]) -> dict[uuid.UUID, OrganizationBatch]:
@@ -142,7 +146,7 @@ async def _write_organization(
     changed = False
     if batch.records:
         rows = list(batch.records.values())
-        data = [wire_record(change) for change in rows]
+        data = [_encoded(wire_record(change)) for change in rows]
         written = await connection.fetch(
             UPSERT_RECORDS,
             organization_id,
@@ -152,7 +156,7 @@ async def _write_organization(
             [change.building_id for change in rows],
             [change.version for change in rows],
             [record is None for record in data],
-            [None if record is None else orjson.dumps(record).decode() for record in data],
+            [None if record is None else record.decode() for record in data],
             [wire_change(change, record) for change, record in zip(rows, data, strict=True)],
         )
         changed = changed or bool(written)

@@ -1,5 +1,5 @@
-"""What a push reads from the replica: the records it touches, and whether its writes
-have arrived."""
+"""What a push reads from the replica: the records it touches, and which of its writes
+have not arrived yet."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ JOIN unnest($1::text[], $2::uuid[]) AS k(collection, record_id)
   ON r.collection = k.collection AND r.record_id = k.record_id
 """
 
-ARRIVED = """
-SELECT count(*) FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(collection, record_id, v)
-JOIN sync_records r
+NOT_ARRIVED = """
+SELECT k.collection, k.record_id
+FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(collection, record_id, v)
+LEFT JOIN sync_records r
   ON r.collection = k.collection AND r.record_id = k.record_id AND r.owner_version >= k.v
+WHERE r.record_id IS NULL
 """
 
 
@@ -61,13 +63,19 @@ async def lookup(database: Database, keys: Iterable[RecordKey]) -> dict[RecordKe
     }
 
 
-async def have_arrived(database: Database, versions: dict[RecordKey, int]) -> bool:
-    """True when every record is in the replica at (at least) the given owner version."""
+async def not_arrived(database: Database, versions: dict[RecordKey, int]) -> dict[RecordKey, int]:
+    """The records the replica does not hold at (at least) the given owner version yet."""
     if not versions:
-        return True
+        return {}
     keys = list(versions)
     async with database.raw_connection() as connection:
-        count = await connection.fetchval(
-            ARRIVED, [key[0] for key in keys], [key[1] for key in keys], [versions[k] for k in keys]
+        rows = await connection.fetch(
+            NOT_ARRIVED,
+            [key[0] for key in keys],
+            [key[1] for key in keys],
+            [versions[k] for k in keys],
         )
-    return int(count) == len(keys)
+    return {
+        (row["collection"], row["record_id"]): versions[(row["collection"], row["record_id"])]
+        for row in rows
+    }

@@ -19,7 +19,7 @@ from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.runtime import Runtime
 from fieldsync.sync.push.checks import MutationChecks, referenced_keys
-from fieldsync.sync.push.replica import RecordKey, have_arrived, lookup
+from fieldsync.sync.push.replica import RecordKey, lookup, not_arrived
 from fieldsync.sync.push.schemas import PushIn, PushOut, PushResult
 from fieldsync.sync.realtime.hub import hub_of, wait_for_event
 from fieldsync.sync.scope import building_scope
@@ -101,7 +101,10 @@ async def wait_until_replicated(
     deadline = time.monotonic() + runtime.settings.sync_push_wait_seconds
     while True:
         poked = hub.next_poke(caller.organization_id)
-        if await have_arrived(database, versions):
+        # Only what is still missing is looked at again: the organization's other
+        # changes poke often while a large push arrives in several ingested batches.
+        versions = await not_arrived(database, versions)
+        if not versions:
             return
         remaining = deadline - time.monotonic()
         if remaining <= 0:
