@@ -2,8 +2,9 @@
 
 Every sync process listens to all organizations' pokes. Pushes wait here for their
 changes to reach the replica; realtime connections get the new checkpoint when the
-poke touches their scope. A connection holds at most one pending checkpoint (the
-newest replaces the older), so a slow client costs a fixed amount of memory.
+poke touches their scope. The poke is encoded once and written to every connection
+in one pass (`Listener.deliver`), and one process-wide tick writes the heartbeats:
+no timer and no task wake-up per connection.
 """
 
 from __future__ import annotations
@@ -12,71 +13,27 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 
-import orjson
-
-from fieldsync.contracts.identity import Caller, Role
 from fieldsync.contracts.sync import POKE_SUBJECTS, Poke
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.runtime import Runtime
 from fieldsync.sync.pull.checkpoint import Position, encode
+from fieldsync.sync.realtime.listener import Frames, Listener
 
 HUB_RESOURCE = "sync.hub"
-
-LoadScope = Callable[[], Awaitable[frozenset[uuid.UUID]]]
-
-
-class Listener:
-    """One realtime connection's view of the pokes: the newest checkpoint to send."""
-
-    def __init__(self, caller: Caller, load_scope: LoadScope) -> None:
-        self.caller = caller
-        self._load_scope = load_scope
-        self._buildings: frozenset[uuid.UUID] | None = None
-        self._scope_stale = caller.role == Role.TECHNICIAN
-        # The newest poke's message (JSON), shared by every listener it was offered to.
-        self.pending: bytes | None = None
-        self.woken = asyncio.Event()
-
-    @property
-    def scope_stale(self) -> bool:
-        """True when a technician's buildings must be read again before the next offer."""
-        return self._scope_stale
-
-    async def refresh_scope(self) -> None:
-        """Reload a technician's buildings when an assignment of theirs changed."""
-        if self._scope_stale:
-            self._scope_stale = False
-            self._buildings = await self._load_scope()
-
-    def offer(self, poke: Poke, message: bytes) -> None:
-        """Keep the poke's message if it concerns this caller."""
-        if self.caller.role == Role.TECHNICIAN:
-            if self.caller.user_id in poke.users:
-                self._scope_stale = True
-            elif (
-                poke.buildings is not None
-                and self._buildings is not None
-                and self._buildings.isdisjoint(poke.buildings)
-            ):
-                return
-        self.pending = message
-        self.woken.set()
-
-    def take(self) -> bytes | None:
-        """The poke message to send now, if any."""
-        pending, self.pending = self.pending, None
-        self.woken.clear()
-        return pending
+# Heartbeats written per turn of the event loop: a poke arriving during a round of
+# heartbeats to thousands of connections waits for one slice, not the whole round.
+HEARTBEAT_SLICE = 250
 
 
 class PokeHub:
     """Pokes of every organization, for the push waiters and listeners of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, heartbeat_seconds: float) -> None:
         self._arrived: dict[uuid.UUID, asyncio.Event] = defaultdict(asyncio.Event)
         self._listeners: dict[uuid.UUID, set[Listener]] = defaultdict(set)
+        self._heartbeat_seconds = heartbeat_seconds
+        self._ticking: asyncio.Task[None] | None = None
 
     async def on_poke(self, poke: Poke) -> None:
         """Wake the waiters of the poke's organization and offer it to its listeners."""
@@ -86,9 +43,12 @@ class PokeHub:
         listeners = self._listeners.get(poke.organization_id)
         if listeners:
             # Encoded once for all of them: a poke can reach thousands of connections.
-            message = orjson.dumps({"checkpoint": encode(Position(poke.version))})
+            frames = Frames.of("poke", {"checkpoint": encode(Position(poke.version))})
+            buildings = None if poke.buildings is None else frozenset(poke.buildings)
+            now = asyncio.get_running_loop().time()
+            # Nothing here awaits, so the set cannot change under the loop.
             for listener in listeners:
-                listener.offer(poke, message)
+                listener.offer(frames, buildings, poke.users, now)
 
     def next_poke(self, organization_id: uuid.UUID) -> asyncio.Event:
         """An event set at the organization's next poke.
@@ -99,8 +59,10 @@ class PokeHub:
         return self._arrived[organization_id]
 
     def add(self, listener: Listener) -> None:
-        """Start offering pokes to a realtime connection."""
+        """Start offering pokes (and heartbeats) to a realtime connection."""
         self._listeners[listener.caller.organization_id].add(listener)
+        if self._ticking is None or self._ticking.done():
+            self._ticking = asyncio.create_task(self._tick(), name="sync-heartbeats")
 
     def remove(self, listener: Listener) -> None:
         """Stop offering pokes to a closed connection."""
@@ -110,6 +72,26 @@ class PokeHub:
             if not listeners:
                 del self._listeners[listener.caller.organization_id]
 
+    async def _tick(self) -> None:
+        """Heartbeats to connections idle for half a period, each half period.
+
+        No connection therefore goes a whole period without a message. The task ends
+        once no connection is left; the next one starts it again.
+        """
+        period = self._heartbeat_seconds / 2
+        loop = asyncio.get_running_loop()
+        while self._listeners:
+            await asyncio.sleep(period)
+            now = loop.time()
+            idle_since = now - period
+            written = 0
+            for listeners in tuple(self._listeners.values()):
+                for listener in tuple(listeners):
+                    if listener.beat(idle_since, now):
+                        written += 1
+                        if written % HEARTBEAT_SLICE == 0:
+                            await asyncio.sleep(0)
+
     @property
     def listener_count(self) -> int:
         """Realtime connections of this process."""
@@ -118,7 +100,7 @@ class PokeHub:
 
 async def start_hub(runtime: Runtime) -> None:
     """Start-up step: subscribe the process's hub to every organization's pokes."""
-    hub = PokeHub()
+    hub = PokeHub(runtime.settings.sync_heartbeat_seconds)
     await runtime.bus.listen(POKE_SUBJECTS, Poke, hub.on_poke)
     runtime.resources[HUB_RESOURCE] = hub
 
