@@ -57,6 +57,14 @@ records = Table(
     PrimaryKeyConstraint("collection", "record_id"),
     # Pull for a whole organization: one index range scan in checkpoint order.
     Index("ix_sync_records_feed", "organization_id", "sync_version", "record_id", "collection"),
+    # Pull of one collection (RxDB): one index range scan in (lwt, id) order.
+    Index(
+        "ix_sync_records_collection_feed",
+        "organization_id",
+        "collection",
+        "sync_version",
+        "record_id",
+    ),
     # Pull for a technician: the records of their buildings.
     Index("ix_sync_records_building", "building_id", "sync_version"),
     Index("ix_sync_records_tombstones", "changed_at", postgresql_where=text("deleted")),

@@ -1,0 +1,1 @@
+"""Helpers of the RxDB tests (the Node programs live here too)."""
