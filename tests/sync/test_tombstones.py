@@ -89,3 +89,47 @@ async def test_malformed_pulls_are_refused_with_problems(
     # A checkpoint from the future (another server, a restored database) starts over too.
     future = await client.post(PULL, json={"checkpoint": "YzE6OTk5OTk5"}, headers=admin.auth)
     assert future.status_code == 410
+
+
+async def test_a_first_sync_in_pages_survives_an_earlier_purge(
+    client: httpx.AsyncClient, register: Register, runtime: Runtime
+) -> None:
+    admin = await register()
+    for index in range(3):
+        await create_building(client, admin, name=f"Old {index}")
+    doomed = await create_building(client, admin, name="Doomed")
+    settled = Replica(admin)
+    await pulled_until(client, settled, has_workflows(4))
+    assert (await client.delete(f"/api/v1/buildings/{doomed['id']}", headers=admin.auth)).is_success
+    await pulled_until(client, settled, has_workflows(3))
+    assert await purge_once(runtime.databases["sync"], horizon_seconds=0) > 0
+
+    # The records live at versions below the purge, but a client starting now holds
+    # nothing that was deleted before it started: every page is served.
+    fresh = Replica(admin)
+    await fresh.pull(client, limit=2)
+    assert fresh.records == settled.records
+
+
+async def test_a_purge_during_a_paged_first_sync_is_gone(
+    client: httpx.AsyncClient, register: Register, runtime: Runtime
+) -> None:
+    admin = await register()
+    first = await create_building(client, admin, name="First")
+    await create_building(client, admin, name="Second")
+    settled = Replica(admin)
+    await pulled_until(client, settled, has_workflows(2))
+
+    page = await client.post(PULL, json={"checkpoint": None, "limit": 1}, headers=admin.auth)
+    assert page.json()["has_more"] is True
+    # A record the client may already hold is deleted and its tombstone purged before
+    # the client asks for the next page: it could never learn of the delete.
+    assert (await client.delete(f"/api/v1/buildings/{first['id']}", headers=admin.auth)).is_success
+    await pulled_until(client, settled, has_workflows(1))
+    assert await purge_once(runtime.databases["sync"], horizon_seconds=0) > 0
+
+    gone = await client.post(
+        PULL, json={"checkpoint": page.json()["checkpoint"], "limit": 1}, headers=admin.auth
+    )
+    assert gone.status_code == 410
+    assert gone.headers["content-type"] == "application/problem+json"

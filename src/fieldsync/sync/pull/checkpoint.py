@@ -3,6 +3,11 @@
 A position is (version, record id, collection): the feed is ordered by the version
 of the batch that ingested a change, then by record id and collection. A checkpoint
 with only a version means "after everything of that version".
+
+A position inside a sync that has not caught up yet (more pages wait) also carries
+`since`: the replica version up to which the client has seen every delete. A first
+sync's pages walk records ingested long ago, below the purge horizon, yet the client
+misses no delete as long as the tombstones after `since` are kept.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fieldsync.kit.errors import ValidationFailed
 
@@ -27,6 +32,8 @@ class Position:
     version: int
     record_id: uuid.UUID = END_OF_VERSION[0]
     collection: str = END_OF_VERSION[1]
+    # Not part of the feed order: where the client's knowledge of deletes stands.
+    since: int | None = field(default=None, compare=False)
 
     @property
     def at_version_end(self) -> bool:
@@ -40,6 +47,8 @@ def encode(position: Position) -> str:
         raw = f"{PREFIX}:{position.version}"
     else:
         raw = f"{PREFIX}:{position.version}:{position.record_id.hex}:{position.collection}"
+        if position.since is not None:
+            raw += f":{position.since}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -55,16 +64,22 @@ def decode(checkpoint: str | None) -> Position | None:
             raise ValueError("too long")
         padded = checkpoint + "=" * (-len(checkpoint) % 4)
         parts = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split(":")
-        if parts[0] != PREFIX or len(parts) not in (2, 4):
+        if parts[0] != PREFIX or len(parts) not in (2, 4, 5):
             raise ValueError("unknown format")
-        version = int(parts[1])
-        if not 0 <= version < 2**63:
-            raise ValueError("version out of range")
+        version = _version(parts[1])
         if len(parts) == 2:
             return Position(version)
-        return Position(version, uuid.UUID(hex=parts[2]), parts[3])
+        since = _version(parts[4]) if len(parts) == 5 else None
+        return Position(version, uuid.UUID(hex=parts[2]), parts[3], since)
     except (ValueError, UnicodeError, binascii.Error):
         raise ValidationFailed(
             "the checkpoint is not one this server issued; send null to start over",
             errors=[{"loc": ["body", "checkpoint"], "msg": "malformed checkpoint"}],
         ) from None
+
+
+def _version(text: str) -> int:
+    version = int(text)
+    if not 0 <= version < 2**63:
+        raise ValueError("version out of range")
+    return version

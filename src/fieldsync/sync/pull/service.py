@@ -50,7 +50,9 @@ async def pull(database: Database, caller: Caller, checkpoint: str | None, limit
             include_deletes=after is not None,
             limit=limit + 1,
         )
-    if after is not None and not page.purged_through <= after.version <= page.version:
+    # Every delete up to `known` has reached the client (or it never held the record).
+    known = page.version if after is None else max(after.version, after.since or 0)
+    if after is not None and not page.purged_through <= known <= page.version:
         raise Gone(
             "this checkpoint is older than the deletes the server keeps (or not from this "
             "server); discard the local copy and pull again from a null checkpoint",
@@ -60,7 +62,9 @@ async def pull(database: Database, caller: Caller, checkpoint: str | None, limit
     has_more = len(page.changes) > limit
     if has_more:
         last = rows[-1]
-        position = Position(int(last["version"]), last["record_id"], last["collection"])
+        version = int(last["version"])
+        since = known if known > version else None
+        position = Position(version, last["record_id"], last["collection"], since)
     else:
         # Everything up to the organization's version is in this snapshot: the client
         # may skip straight to it, which also keeps its checkpoint inside the horizon.
