@@ -44,6 +44,17 @@ def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the database closed this pooled connection")
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Return a raw connection to its pool without asyncpg's reset query.
+
+    asyncpg still rolls back an open transaction and drops listener callbacks; its
+    reset query (unlock advisory locks, close cursors, UNLISTEN, RESET ALL) would add a
+    round trip to every request. Code on the raw pool leaves no session state behind:
+    session advisory locks are unlocked by their holder (`kit.db.leader`), listeners
+    are removed (`kit.outbox.relay`), and nothing issues SET or DECLARE.
+    """
+
+
 class Database:
     """A service's database: engine, session factory and a readiness probe."""
 
@@ -84,6 +95,7 @@ class Database:
                         dsn,
                         min_size=1,
                         max_size=self._pool_size,
+                        reset=_keep_session,
                         server_settings={"application_name": f"fieldsync-{self.name}"},
                     )
         return self._raw_pool
