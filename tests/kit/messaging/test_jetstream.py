@@ -284,6 +284,53 @@ async def test_short_fetches_on_an_empty_consumer_never_raise(
         await consumer.close()
 
 
+async def test_a_waiting_fetch_returns_a_message_as_it_arrives(
+    jetstream: JetStream, names: Names
+) -> None:
+    # A fetch of a big batch that is already waiting on the server must hand over the
+    # first message that arrives, not hold it until the batch fills or time runs out.
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    spec = ConsumerSpec(stream=names.stream, durable="waiting")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    waiting = asyncio.create_task(consumer.fetch(batch=500, timeout=60.0))
+    try:
+        await asyncio.sleep(0.2)  # let the pull request reach the server and wait there
+        assert not waiting.done()
+        await jetstream.publish(
+            names.subject("late"), Reading(sensor="c", value=1), message_id="late-1"
+        )
+        # Far below the fetch's own 60 s: only an early return passes.
+        (message,) = await asyncio.wait_for(asyncio.shield(waiting), 10)
+        assert Reading.model_validate_json(message.data) == Reading(sensor="c", value=1)
+        await message.ack()
+    finally:
+        waiting.cancel()
+        with contextlib.suppress(BaseException):
+            await waiting
+        await consumer.close()
+
+
+async def test_a_fetch_takes_what_is_pending_in_one_go(jetstream: JetStream, names: Names) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    for value in range(30):
+        await jetstream.publish(
+            names.subject("pending"), Reading(sensor="d", value=value), message_id=f"p-{value}"
+        )
+    spec = ConsumerSpec(stream=names.stream, durable="pending")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    try:
+        first = await asyncio.wait_for(consumer.fetch(batch=20, timeout=5.0), 10)
+        rest = await fetch_exactly(consumer, 10)
+        assert [message.stream_sequence for message in first + rest] == list(range(1, 31))
+        assert len(first) == 20
+        for message in first + rest:
+            await message.ack()
+    finally:
+        await consumer.close()
+
+
 async def test_publish_without_a_stream_is_unavailable(jetstream: JetStream) -> None:
     subject = f"js.nostream.{secrets.token_hex(6)}"
     with pytest.raises(Unavailable) as raised:
