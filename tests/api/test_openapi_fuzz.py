@@ -125,8 +125,10 @@ FUZZ = settings(
 )
 
 
-# Streams never end: their behaviour is tested in tests/sync/test_realtime.py.
-STREAMING = {"GET /api/v1/sync/stream"}
+# Streams never end: their behaviour is tested in tests/sync/test_realtime.py and
+# tests/clients/test_rxdb_scope_stream.py.
+RXDB = "/api/v1/sync/rxdb/{collection}/{schema_version}"
+STREAMING = {"GET /api/v1/sync/stream", f"GET {RXDB}/pullStream"}
 
 
 def fuzz_operations(schema: schemathesis.BaseSchema, token: str) -> list[str]:
@@ -165,4 +167,11 @@ def test_no_sync_operation_fails_or_breaks_its_schema(
     sync_schema: schemathesis.BaseSchema, admin_token: str
 ) -> None:
     labels = fuzz_operations(sync_schema, admin_token)
-    assert {"POST /api/v1/sync/pull", "POST /api/v1/sync/push"} <= set(labels), labels
+    assert {
+        "POST /api/v1/sync/pull",
+        "POST /api/v1/sync/push",
+        "GET /api/v1/sync/watermelon",
+        "POST /api/v1/sync/watermelon",
+        f"GET {RXDB}/pull",
+        f"POST {RXDB}/push",
+    } <= set(labels), labels
