@@ -228,3 +228,56 @@ async def test_a_push_larger_than_one_native_batch_applies_whole(
     assert response.status_code == 200, response.text[:500]
     after = await watermelon_pull(client, admin, timestamp)
     assert {s["id"] for s in steps} <= ids(after["changes"], "workflow_steps", "updated")
+
+
+async def test_a_record_its_owner_refuses_undoes_the_whole_push(
+    client: httpx.AsyncClient, register: Register
+) -> None:
+    admin = await register()
+    (first, second, third), timestamp = await synced_admin_with(client, admin, 3)
+    step = (await watermelon_pull(client, admin))["changes"]["workflow_steps"]["created"][0]
+    # Only the api can tell latitude 200 is out of bounds, while writing; the records
+    # before and after it, and a step bound for the workflows service, are fine.
+    refused = await push(
+        client,
+        admin,
+        timestamp,
+        {
+            "buildings": {
+                "updated": [
+                    raw(first, city="Before"),
+                    raw(second, latitude=200),
+                    raw(third, city="After"),
+                ]
+            },
+            "workflow_steps": {"updated": [raw(step, done=True, value="ok")]},
+        },
+    )
+    problem = assert_problem(refused, 422)
+    assert [(r["table"], r["id"]) for r in problem["records"]] == [("buildings", second["id"])]
+    for record in (first, second, third):
+        unchanged = (await building(client, admin, record["id"])).json()
+        assert (unchanged["city"], unchanged["latitude"], unchanged["version"]) == (
+            record["city"],
+            record["latitude"],
+            record["version"],
+        )
+    steps = await client.get(f"/api/v1/workflows/{step['workflow_id']}/steps", headers=admin.auth)
+    [same_step] = [s for s in steps.json()["items"] if s["id"] == step["id"]]
+    assert (same_step["done"], same_step["version"]) == (False, step["version"])
+
+    # Without the bad value the same push goes through, every record of it.
+    accepted = await push(
+        client,
+        admin,
+        timestamp,
+        {
+            "buildings": {
+                "updated": [raw(first, city="Before"), raw(third, city="After")],
+            },
+            "workflow_steps": {"updated": [raw(step, done=True, value="ok")]},
+        },
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert (await building(client, admin, first["id"])).json()["city"] == "Before"
+    assert (await building(client, admin, third["id"])).json()["city"] == "After"

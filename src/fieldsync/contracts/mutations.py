@@ -59,6 +59,8 @@ class RejectionCode(StrEnum):
     NOT_FOUND = "not_found"  # no such record in the caller's scope (or another org's)
     ILLEGAL_TRANSITION = "illegal_transition"  # the state machine refuses it
     INVALID_STATE = "invalid_state"  # e.g. a step of a closed workflow
+    # All or nothing: the mutation was fine, but another of its batch was refused.
+    NOT_APPLIED = "not_applied"
 
 
 class Mutation(BaseModel):
@@ -84,6 +86,10 @@ class ApplyMutations(BaseModel):
     building_scope: list[uuid.UUID] | None
     client_id: ClientId
     mutations: list[Mutation] = Field(min_length=1, max_length=MAX_MUTATIONS)
+    # True: apply every mutation or none (WatermelonDB pushes). A refused or conflicting
+    # mutation undoes the others, which answer `rejected` with code `not_applied`, and
+    # the ledger keeps nothing, so the same ids may be sent again.
+    all_or_nothing: bool = False
 
     @field_validator("mutations")
     @classmethod
@@ -147,7 +153,40 @@ async def apply_in_order(
     pydantic `ValidationError` it raises becomes that mutation's result (see
     `result_of_error`) and undoes only that mutation's writes. `apply_set`, when
     given, first applies the independent mutations it can set-based (see `ApplySet`).
+    With `request.all_or_nothing`, one mutation not applied undoes them all.
     """
+    if not request.all_or_nothing:
+        return await _apply_each(session, ledger, request, apply_one, apply_set)
+    batch = await session.begin_nested()
+    outcome = await _apply_each(session, ledger, request, apply_one, apply_set)
+    if all(result.status is MutationStatus.APPLIED for result in outcome.results):
+        await batch.commit()
+        return outcome
+    await batch.rollback()
+    return AppliedMutations(
+        results=[
+            not_applied(result.mutation_id) if result.status is MutationStatus.APPLIED else result
+            for result in outcome.results
+        ]
+    )
+
+
+def not_applied(mutation_id: int) -> MutationResult:
+    """An all-or-nothing batch's answer for a mutation undone with the rest."""
+    return rejected(
+        mutation_id,
+        RejectionCode.NOT_APPLIED,
+        "not applied: another mutation of this all-or-nothing batch was refused",
+    )
+
+
+async def _apply_each(
+    session: AsyncSession,
+    ledger: Table,
+    request: ApplyMutations,
+    apply_one: ApplyOne,
+    apply_set: ApplySet | None,
+) -> AppliedMutations:
     claims = MutationLedger(
         session, ledger, user_id=request.caller.user_id, client_id=request.client_id
     )

@@ -196,3 +196,37 @@ async def test_two_clients_creating_one_id_at_once_create_it_once(
     assert conflict.record == {key: value for key, value in stored.items() if key != "created_at"}
     assert stored["version"] == 1
     assert len(await outbox_rows(runtime, admin.claims["org"])) == 39
+
+
+async def test_an_all_or_nothing_batch_with_one_refusal_applies_and_records_nothing(
+    client: httpx.AsyncClient, register: Register, bus: Bus, runtime: Runtime
+) -> None:
+    admin = await register()
+    organization = admin.claims["org"]
+    shed, barn = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = [
+        upsert(1, shed, {"name": "Shed"}),
+        upsert(2, barn, {"name": "Barn", "floors": 301}),  # out of bounds: rejected
+        upsert(3, shed, {"floors": 2}, base_version=1),
+    ]
+    request = apply_request(admin, batch).model_copy(update={"all_or_nothing": True})
+
+    refused = await bus.request(SUBJECT, request, AppliedMutations)
+
+    assert [r.status for r in refused.results] == [MutationStatus.REJECTED] * 3
+    assert [r.error.code for r in refused.results if r.error is not None] == [
+        "not_applied",
+        "validation",
+        "not_applied",
+    ]
+    assert (await client.get(f"/api/v1/buildings/{shed}", headers=admin.auth)).status_code == 404
+    assert await outbox_rows(runtime, organization) == []
+    # The ledger kept nothing: the same ids, fixed, are applied as new mutations.
+    fixed = [batch[0], upsert(2, barn, {"name": "Barn", "floors": 3}), batch[2]]
+    accepted = await bus.request(
+        SUBJECT,
+        apply_request(admin, fixed).model_copy(update={"all_or_nothing": True}),
+        AppliedMutations,
+    )
+    assert [r.status for r in accepted.results] == [MutationStatus.APPLIED] * 3
+    assert (await get_building(client, admin, shed))["floors"] == 2

@@ -14,6 +14,7 @@ from fieldsync.contracts.mutations import (
     Mutation,
     MutationResult,
     MutationStatus,
+    not_applied,
 )
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.logging import get_logger
@@ -43,8 +44,15 @@ class Run:
     mutations: list[Mutation]
 
 
-async def push(runtime: Runtime, caller: Caller, body: PushIn) -> PushOut:
-    """Apply a client's mutations at most once each; one result per mutation."""
+async def push(
+    runtime: Runtime, caller: Caller, body: PushIn, *, all_or_nothing: bool = False
+) -> PushOut:
+    """Apply a client's mutations at most once each; one result per mutation.
+
+    `all_or_nothing` (WatermelonDB): each owner applies its share whole or not at all,
+    and after a share that was refused nothing more is sent. Shares that owners before
+    it committed stay: owners do not share a transaction.
+    """
     database = runtime.databases[SERVICE_NAME]
     scope = await building_scope(database, caller)
     checks = MutationChecks(
@@ -64,7 +72,12 @@ async def push(runtime: Runtime, caller: Caller, body: PushIn) -> PushOut:
         runs[-1].mutations.append(checked)
 
     written: dict[RecordKey, int] = {}
+    refused = all_or_nothing and any(result is not None for result in results)
     for run in runs:
+        if refused:
+            for position, mutation in zip(run.positions, run.mutations, strict=True):
+                results[position] = not_applied(mutation.mutation_id)
+            continue
         reply = await runtime.bus.request(
             run.subject,
             ApplyMutations(
@@ -72,9 +85,13 @@ async def push(runtime: Runtime, caller: Caller, body: PushIn) -> PushOut:
                 building_scope=None if scope is None else sorted(scope),
                 client_id=body.client_id,
                 mutations=run.mutations,
+                all_or_nothing=all_or_nothing,
             ),
             AppliedMutations,
             timeout=OWNER_TIMEOUT_SECONDS,
+        )
+        refused = all_or_nothing and any(
+            result.status is not MutationStatus.APPLIED for result in reply.results
         )
         for position, mutation, result in zip(
             run.positions, run.mutations, reply.results, strict=True

@@ -5,11 +5,14 @@ after the client's last pull (409: it pulls, merges and pushes again). The recor
 are looked up in the replica first; every check that can be made before writing
 (tables, fields, scope, server-side changes since `last_pulled_at`) is made for the
 whole push before any mutation is sent. The mutations then go through the native
-push (owners apply them with compare-and-set against the versions read here, and the
-reply waits until pulls see them). An owner can still refuse a value, or a concurrent
-write can win a compare-and-set, after earlier records of the same push were
-applied: the push is then answered with that record's error (409 for a lost
-compare-and-set), and the client's next sync pulls what was applied.
+push, all or nothing per owner (owners apply them with compare-and-set against the
+versions read here, and the reply waits until pulls see them). An owner can still
+refuse a value, or a concurrent write can win a compare-and-set: that owner then
+applies none of its records, nothing is sent to the owners after it, and the push is
+answered with that record's error (409 for a lost compare-and-set). What owners before
+it committed stays (buildings are sent before workflows, workflows before steps, and
+a push of more than 500 records goes in batches): owners share no transaction. The
+client's next sync pulls whatever was applied.
 """
 
 from __future__ import annotations
@@ -97,11 +100,15 @@ async def push(
     client_id = f"watermelon.{uuid.uuid4().hex}"
     for start in range(0, len(mutations), MAX_MUTATIONS):
         batch = mutations[start : start + MAX_MUTATIONS]
-        out = await push_mutations(runtime, caller, PushIn(client_id=client_id, mutations=batch))
+        out = await push_mutations(
+            runtime, caller, PushIn(client_id=client_id, mutations=batch), all_or_nothing=True
+        )
         failed = [
             (mutation, MutationResult.model_validate(result.model_dump()))
             for mutation, result in zip(batch, out.results, strict=True)
             if result.status is not MutationStatus.APPLIED
+            # Undone only because another record was refused: not the reason to report.
+            and (result.error is None or result.error.code is not RejectionCode.NOT_APPLIED)
         ]
         if failed:
             raise _error_of(failed)
