@@ -19,5 +19,11 @@ def change_log(session: AsyncSession, ids: SnowflakeGenerator) -> ChangeLog:
 async def relay_outbox(runtime: Runtime) -> None:
     """Background task: publish the api's outbox to CHANGES (one leader among replicas)."""
     await runtime.bus.jetstream.ensure_stream(CHANGES_STREAM)
-    relay = OutboxRelay(runtime.databases["api"], runtime.bus.jetstream, outbox, name="api")
+    relay = OutboxRelay(
+        runtime.databases["api"],
+        runtime.bus.jetstream,
+        outbox,
+        name="api",
+        stream=CHANGES_STREAM.name,
+    )
     await relay.run()

@@ -38,5 +38,7 @@ async def relay_outbox(runtime: Runtime) -> None:
         except Exception as exc:
             log.warning("cannot declare the CHANGES stream; retrying", error=str(exc))
             await asyncio.sleep(RETRY_SECONDS)
-    relay = OutboxRelay(state.database, jetstream, outbox, name=SERVICE_NAME)
+    relay = OutboxRelay(
+        state.database, jetstream, outbox, name=SERVICE_NAME, stream=CHANGES_STREAM.name
+    )
     await relay.run()

@@ -20,6 +20,7 @@ from fieldsync.kit import context
 from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.messaging import Bus, ConsumerSpec, JetStream, StreamSpec
+from fieldsync.kit.messaging import jetstream as jetstream_module
 from fieldsync.kit.messaging.jetstream import DurableMessage, PullConsumer
 
 
@@ -326,6 +327,67 @@ async def test_a_fetch_takes_what_is_pending_in_one_go(jetstream: JetStream, nam
         assert [message.stream_sequence for message in first + rest] == list(range(1, 31))
         assert len(first) == 20
         for message in first + rest:
+            await message.ack()
+    finally:
+        await consumer.close()
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "one-by-one"])
+async def test_publish_batch_stores_each_message_once_in_order(
+    jetstream: JetStream,
+    admin: JetStreamContext,
+    names: Names,
+    atomic: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Batches of any size, so that these few messages take the atomic path.
+    monkeypatch.setattr(jetstream_module, "MIN_ATOMIC_BATCH", 1)
+    await jetstream.ensure_stream(
+        StreamSpec(name=names.stream, subjects=[names.subject(">")], atomic_batches=atomic)
+    )
+    assert bool((await admin.stream_info(names.stream)).config.allow_atomic) is atomic
+    subject = names.subject("batch")
+    await jetstream.publish_batch(names.stream, [(subject, b"1", "b-1"), (subject, b"2", "b-2")])
+    # Sent again with one new message (a relay after a crash): an atomic batch holding
+    # a stored id is refused whole, and the kit falls back to one by one.
+    await jetstream.publish_batch(names.stream, [(subject, b"2", "b-2"), (subject, b"3", "b-3")])
+
+    spec = ConsumerSpec(stream=names.stream, durable="batch")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    try:
+        fetched = await fetch_exactly(consumer, 3)
+        assert [message.data for message in fetched] == [b"1", b"2", b"3"]
+        assert [message.headers["Nats-Msg-Id"] for message in fetched] == ["b-1", "b-2", "b-3"]
+        # The first two went in as one atomic batch only where the stream takes them.
+        batched = ["Nats-Batch-Id" in message.headers for message in fetched]
+        assert batched == ([True, True, False] if atomic else [False, False, False])
+        for message in fetched:
+            await message.ack()
+    finally:
+        await consumer.close()
+    assert (await admin.stream_info(names.stream)).state.messages == 3
+
+
+async def test_a_small_batch_is_published_plainly_even_to_an_atomic_stream(
+    jetstream: JetStream, names: Names
+) -> None:
+    await jetstream.ensure_stream(
+        StreamSpec(name=names.stream, subjects=[names.subject(">")], atomic_batches=True)
+    )
+    subject = names.subject("small")
+    small = [(subject, str(n).encode(), f"s-{n}") for n in range(3)]
+    large = [(subject, str(n).encode(), f"l-{n}") for n in range(jetstream_module.MIN_ATOMIC_BATCH)]
+    await jetstream.publish_batch(names.stream, small)
+    await jetstream.publish_batch(names.stream, large)
+    spec = ConsumerSpec(stream=names.stream, durable="small")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    try:
+        fetched = await fetch_exactly(consumer, len(small) + len(large))
+        batched = ["Nats-Batch-Id" in message.headers for message in fetched]
+        assert batched == [False] * len(small) + [True] * len(large)
+        for message in fetched:
             await message.ack()
     finally:
         await consumer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import MetaData, Table, select
@@ -13,6 +14,7 @@ from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging import Bus, ConsumerSpec, StreamSpec
+from fieldsync.kit.messaging import jetstream as jetstream_module
 from fieldsync.kit.outbox import OutboxRelay, append, outbox_table
 from tests import servers
 from tests.waiting import until
@@ -38,20 +40,33 @@ async def database() -> AsyncIterator[Database]:
     await drop_database(url)
 
 
-@pytest.fixture
-async def stream(bus: Bus) -> str:
+def stream_name(prefix: str) -> str:
+    return prefix.replace(".", "_").upper()
+
+
+# Every test runs against a stream that takes atomic batches and one that does not
+# (as on a server older than 2.12): the relay's guarantees are the same.
+@pytest.fixture(params=[True, False], ids=["atomic", "one-by-one"])
+async def stream(bus: Bus, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Batches of any size, so that the tests' few rows take the atomic path.
+    monkeypatch.setattr(jetstream_module, "MIN_ATOMIC_BATCH", 1)
     prefix = f"outboxtest.{secrets.token_hex(4)}"
     await bus.jetstream.ensure_stream(
-        StreamSpec(name=prefix.replace(".", "_").upper(), subjects=[f"{prefix}.>"])
+        StreamSpec(name=stream_name(prefix), subjects=[f"{prefix}.>"], atomic_batches=request.param)
     )
     return prefix
 
 
+def relay_of(database: Database, bus: Bus, prefix: str, **options: Any) -> OutboxRelay:
+    """The relay of the test outbox, publishing to the test stream."""
+    return OutboxRelay(
+        database, bus.jetstream, OUTBOX, name=prefix, stream=stream_name(prefix), **options
+    )
+
+
 async def stored(bus: Bus, prefix: str) -> list[tuple[str, bytes, str]]:
     """Every message in the test stream: (subject, payload, Nats-Msg-Id), in stream order."""
-    spec = ConsumerSpec(
-        stream=prefix.replace(".", "_").upper(), durable=f"check_{secrets.token_hex(3)}"
-    )
+    spec = ConsumerSpec(stream=stream_name(prefix), durable=f"check_{secrets.token_hex(3)}")
     await bus.jetstream.ensure_consumer(spec)
     consumer = await bus.jetstream.pull(spec)
     found = []
@@ -85,7 +100,7 @@ async def test_committed_messages_are_published_once_in_order(
         await session.rollback()
     second = await append_committed(database, stream, [b"d", b"e"])
 
-    relay = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream)
+    relay = relay_of(database, bus, stream)
     assert await relay.publish_pending() == 5
     assert await relay.publish_pending() == 0
 
@@ -109,24 +124,42 @@ async def test_a_crash_between_publish_and_mark_does_not_duplicate(
     async def crash(ids: list[int]) -> None:
         raise SimulatedCrash
 
-    crashing = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream, after_publish=crash)
+    crashing = relay_of(database, bus, stream, after_publish=crash)
     with pytest.raises(SimulatedCrash):
         await crashing.publish_pending()
 
-    restarted = OutboxRelay(database, bus.jetstream, OUTBOX, name=stream)
+    restarted = relay_of(database, bus, stream)
     assert await restarted.publish_pending() == 3  # republished: the rows were never marked
     messages = await stored(bus, stream)
     assert [payload for _, payload, _ in messages] == [b"one", b"two", b"three"]
+
+
+async def test_a_republished_batch_with_new_rows_stores_each_once(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    # A crash after publishing, then more commits: the next batch holds stored rows and
+    # new ones. An atomic batch is refused whole for the stored ids; each row must still
+    # end up in the stream exactly once, in order.
+    await append_committed(database, stream, [b"one", b"two"])
+
+    async def crash(ids: list[int]) -> None:
+        raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        await relay_of(database, bus, stream, after_publish=crash).publish_pending()
+    await append_committed(database, stream, [b"three", b"four"])
+
+    assert await relay_of(database, bus, stream).publish_pending() == 4
+    messages = await stored(bus, stream)
+    assert [payload for _, payload, _ in messages] == [b"one", b"two", b"three", b"four"]
+    assert len({message_id for _, _, message_id in messages}) == 4
 
 
 async def test_one_relay_leads_and_a_standby_takes_over(
     database: Database, bus: Bus, stream: str
 ) -> None:
     relays = [
-        OutboxRelay(
-            database, bus.jetstream, OUTBOX, name=stream, idle_seconds=0.02, standby_seconds=0.05
-        )
-        for _ in range(2)
+        relay_of(database, bus, stream, idle_seconds=0.02, standby_seconds=0.05) for _ in range(2)
     ]
     tasks = [asyncio.create_task(relay.run()) for relay in relays]
     try:

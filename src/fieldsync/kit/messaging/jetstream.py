@@ -21,10 +21,15 @@ from pydantic import BaseModel
 
 from fieldsync.kit import context
 from fieldsync.kit.errors import Unavailable
+from fieldsync.kit.messaging.batches import MAX_BATCH_MESSAGES, BatchRefused, publish_atomic
 
 # How long a fetch that holds a message waits for the ones the server said were pending
 # (they come at once, unless another replica of the consumer took them first).
 GATHER_SECONDS = 0.05
+# Fewer messages than this go pipelined even to a stream that takes atomic batches: a
+# batch costs the server a fixed ~1.5 ms of CPU (and ~3 ms of latency) here, which
+# pays off from about a dozen messages (a plain publish: ~0.1 ms each).
+MIN_ATOMIC_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class StreamSpec:
     max_age_seconds: float | None = None
     work_queue: bool = False
     replicas: int = 1
+    # Accept atomic batches (nats-server 2.12+; see batches.py). Older servers ignore it.
+    atomic_batches: bool = False
 
     def to_config(self) -> api.StreamConfig:
         """The nats-py stream configuration (file storage, always)."""
@@ -50,6 +57,7 @@ class StreamSpec:
             duplicate_window=self.duplicate_window_seconds,
             max_age=self.max_age_seconds,
             num_replicas=self.replicas,
+            allow_atomic=True if self.atomic_batches else None,
         )
 
 
@@ -168,6 +176,8 @@ class JetStream:
     def __init__(self, client: NatsClient) -> None:
         self._client = client
         self._context = client.jetstream()
+        # Streams whose server confirmed `allow_atomic` when this process ensured them.
+        self._atomic_streams: set[str] = set()
 
     async def verify_enabled(self) -> None:
         """Raise Unavailable unless the account has JetStream."""
@@ -182,9 +192,15 @@ class JetStream:
         try:
             await self._context.stream_info(spec.name)
         except nats.js.errors.NotFoundError:
-            await self._context.add_stream(config)
-            return
-        await self._context.update_stream(config)
+            info = await self._context.add_stream(config)
+        else:
+            info = await self._context.update_stream(config)
+        # A server that predates atomic batches drops the unknown field from the config
+        # it answers with: publish to that stream one message at a time.
+        if spec.atomic_batches and info.config.allow_atomic:
+            self._atomic_streams.add(spec.name)
+        else:
+            self._atomic_streams.discard(spec.name)
 
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Create or update a durable pull consumer."""
@@ -218,6 +234,35 @@ class JetStream:
         ) as exc:
             raise Unavailable(f"JetStream did not store {subject}: {type(exc).__name__}") from None
         return Acknowledged(stream=ack.stream, sequence=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_batch(
+        self, stream: str, messages: Sequence[tuple[str, bytes, str]], *, timeout: float = 5.0
+    ) -> None:
+        """Store `(subject, payload, message_id)` messages of `stream` in order, each once.
+
+        In atomic batches when this process ensured `stream` with `atomic_batches`, the
+        server took it, and there are at least `MIN_ATOMIC_BATCH` messages; pipelined
+        (`publish_many`) otherwise, and for a batch the server refused or did not
+        answer: dedupe by message id makes that safe whether or not it was stored.
+        """
+        if stream not in self._atomic_streams or len(messages) < MIN_ATOMIC_BATCH:
+            await self.publish_many(messages, timeout=timeout)
+            return
+        bound = context.current()
+        extra = {context.REQUEST_ID_HEADER: bound["request_id"]} if "request_id" in bound else {}
+        for start in range(0, len(messages), MAX_BATCH_MESSAGES):
+            chunk = messages[start : start + MAX_BATCH_MESSAGES]
+            staged = [
+                (subject, data, {**extra, "Nats-Msg-Id": mid}) for subject, data, mid in chunk
+            ]
+            try:
+                await publish_atomic(self._client, staged, timeout=timeout)
+            except (BatchRefused, nats.errors.TimeoutError):
+                await self.publish_many(chunk, timeout=timeout)
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+                raise Unavailable(
+                    f"JetStream did not store a batch: {type(exc).__name__}"
+                ) from None
 
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes, str]], *, timeout: float = 5.0

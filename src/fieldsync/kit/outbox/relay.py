@@ -51,6 +51,7 @@ class OutboxRelay:
         batch_size: int = 256,
         idle_seconds: float = 1.0,
         standby_seconds: float = 2.0,
+        stream: str | None = None,
         after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
@@ -62,6 +63,8 @@ class OutboxRelay:
         self._idle = idle_seconds
         self._standby = standby_seconds
         self._after_publish = after_publish
+        # The stream the table's subjects go to, when it may take atomic batches.
+        self._stream = stream
         self.is_leader = False
         self.published = 0
 
@@ -139,15 +142,17 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            # Pipelined on one connection, so JetStream stores them in this (id) order,
-            # which keeps every record's changes in the order they were committed,
-            # without waiting a round trip per row. A failure publishes the batch again.
-            await self._jetstream.publish_many(
-                [
-                    (row["subject"], bytes(row["payload"]), message_id(self.name, row["id"]))
-                    for row in rows
-                ]
-            )
+            # In this (id) order, which keeps every record's changes in the order they
+            # were committed: one atomic batch when the stream takes them, else pipelined
+            # on one connection. A failure publishes the batch again, under the same ids.
+            messages = [
+                (row["subject"], bytes(row["payload"]), message_id(self.name, row["id"]))
+                for row in rows
+            ]
+            if self._stream is None:
+                await self._jetstream.publish_many(messages)
+            else:
+                await self._jetstream.publish_batch(self._stream, messages)
             ids = [row["id"] for row in rows]
             if self._after_publish is not None:
                 await self._after_publish(ids)
