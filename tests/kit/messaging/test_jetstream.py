@@ -369,6 +369,23 @@ async def test_publish_batch_stores_each_message_once_in_order(
     assert (await admin.stream_info(names.stream)).state.messages == 3
 
 
+async def test_an_existing_stream_takes_atomic_batches_after_an_upgrade(
+    jetstream: JetStream, admin: JetStreamContext, names: Names
+) -> None:
+    # A deployment whose CHANGES predates atomic batches: ensuring it again enables them
+    # in place, keeping what it stores; turning them off again works the same way.
+    plain = StreamSpec(name=names.stream, subjects=[names.subject(">")])
+    await jetstream.ensure_stream(plain)
+    await jetstream.publish(names.subject("old"), b"kept", message_id="old-1")
+    await jetstream.ensure_stream(
+        StreamSpec(name=names.stream, subjects=[names.subject(">")], atomic_batches=True)
+    )
+    info = await admin.stream_info(names.stream)
+    assert (info.config.allow_atomic, info.state.messages) == (True, 1)
+    await jetstream.ensure_stream(plain)
+    assert not (await admin.stream_info(names.stream)).config.allow_atomic
+
+
 async def test_a_small_batch_is_published_plainly_even_to_an_atomic_stream(
     jetstream: JetStream, names: Names
 ) -> None:
