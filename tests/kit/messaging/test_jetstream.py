@@ -8,11 +8,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from pydantic import BaseModel
 
@@ -332,6 +334,43 @@ async def test_a_fetch_takes_what_is_pending_in_one_go(jetstream: JetStream, nam
         await consumer.close()
 
 
+async def test_a_fetch_keeps_the_message_it_holds_when_the_rest_fails(
+    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cumulative ack after a fetch that dropped what it held would ack that message
+    # unprocessed: the held one must come back even when taking the rest fails.
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    for value in range(3):
+        await jetstream.publish(
+            names.subject("held"), Reading(sensor="h", value=value), message_id=f"h-{value}"
+        )
+    spec = ConsumerSpec(stream=names.stream, durable="held")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    subscription = consumer._subscription
+    real_fetch = subscription.fetch
+    calls: list[int] = []
+
+    async def failing_after_the_first(batch: int = 1, timeout: float | None = 5) -> list[Msg]:
+        calls.append(batch)
+        if len(calls) > 1:
+            raise nats.errors.ConnectionReconnectingError
+        return await real_fetch(batch, timeout=timeout)
+
+    monkeypatch.setattr(subscription, "fetch", failing_after_the_first)
+    try:
+        (held,) = await consumer.fetch(batch=10, timeout=5.0)
+        assert calls == [1, 2]  # the second pull asked for the two reported pending
+        assert held.stream_sequence == 1
+        monkeypatch.setattr(subscription, "fetch", real_fetch)
+        rest = await fetch_exactly(consumer, 2)
+        assert [message.stream_sequence for message in rest] == [2, 3]
+        for message in [held, *rest]:
+            await message.ack()
+    finally:
+        await consumer.close()
+
+
 @pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "one-by-one"])
 async def test_publish_batch_stores_each_message_once_in_order(
     jetstream: JetStream,
@@ -384,6 +423,62 @@ async def test_an_existing_stream_takes_atomic_batches_after_an_upgrade(
     assert (info.config.allow_atomic, info.state.messages) == (True, 1)
     await jetstream.ensure_stream(plain)
     assert not (await admin.stream_info(names.stream)).config.allow_atomic
+
+
+async def test_a_stream_that_stops_taking_batches_gets_messages_one_by_one(
+    jetstream: JetStream, admin: JetStreamContext, names: Names
+) -> None:
+    # Someone turns `allow_atomic` off on the live stream: the batch the server refuses
+    # is published one by one, and so is every later batch, without another refusal.
+    subjects = [names.subject(">")]
+    await jetstream.ensure_stream(
+        StreamSpec(name=names.stream, subjects=subjects, atomic_batches=True)
+    )
+    await admin.update_stream(api.StreamConfig(name=names.stream, subjects=subjects))
+    subject = names.subject("off")
+    size = jetstream_module.MIN_ATOMIC_BATCH
+    first = [(subject, str(n).encode(), f"a-{n}") for n in range(size)]
+    second = [(subject, str(n).encode(), f"b-{n}") for n in range(size)]
+    sent: list[str] = []
+    await jetstream.publish_batch(names.stream, first)
+    original = jetstream._client.request
+
+    async def recording_request(subject: str, payload: bytes = b"", **kwargs: Any) -> Msg:
+        sent.append(subject)
+        return await original(subject, payload, **kwargs)
+
+    jetstream._client.request = recording_request  # type: ignore[method-assign]
+    try:
+        await jetstream.publish_batch(names.stream, second)
+    finally:
+        jetstream._client.request = original  # type: ignore[method-assign]
+    assert sent == []  # no atomic commit was tried for the second batch
+    info = await admin.stream_info(names.stream)
+    assert info.state.messages == 2 * size
+
+
+async def test_a_server_refusing_allow_atomic_gets_a_plain_stream(
+    jetstream: JetStream, admin: JetStreamContext, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nats-server 2.11 in strict mode refuses a stream config naming `allow_atomic`
+    # (2.11 does not know it): stand in for it, and expect a plain stream, not a crash.
+    context = jetstream._context
+    real_add = context.add_stream
+
+    async def strict_add(config: api.StreamConfig, **params: Any) -> api.StreamInfo:
+        if config.allow_atomic is not None:
+            raise nats.js.errors.BadRequestError(code=400, description="unknown field")
+        return await real_add(config, **params)
+
+    monkeypatch.setattr(context, "add_stream", strict_add)
+    await jetstream.ensure_stream(
+        StreamSpec(name=names.stream, subjects=[names.subject(">")], atomic_batches=True)
+    )
+    assert not (await admin.stream_info(names.stream)).config.allow_atomic
+    subject = names.subject("strict")
+    messages = [(subject, b"x", f"s-{n}") for n in range(jetstream_module.MIN_ATOMIC_BATCH)]
+    await jetstream.publish_batch(names.stream, messages)
+    assert (await admin.stream_info(names.stream)).state.messages == len(messages)
 
 
 async def test_a_small_batch_is_published_plainly_even_to_an_atomic_stream(

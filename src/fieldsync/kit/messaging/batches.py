@@ -30,8 +30,18 @@ BATCH_COMMIT = "Nats-Batch-Commit"
 MAX_BATCH_MESSAGES = 1000
 
 
+# The server's error code for a batch sent to a stream without `allow_atomic`.
+ATOMIC_DISABLED = 10174
+
+
 class BatchRefused(Exception):
     """The server stored nothing of the batch (a duplicate id, a limit, no support)."""
+
+    def __init__(self, reason: str, *, unsupported: bool = False) -> None:
+        super().__init__(reason)
+        # True when the stream does not take atomic batches at all (any more): a server
+        # that predates them, or a stream whose `allow_atomic` was turned off since.
+        self.unsupported = unsupported
 
 
 async def publish_atomic(
@@ -60,11 +70,20 @@ async def publish_atomic(
             reply = await client.request(subject, data, timeout=timeout, headers=batch_headers)
         except nats.errors.NoRespondersError:
             raise BatchRefused("no stream answered the batch's commit") from None
-    answer = orjson.loads(reply.data)
-    if not isinstance(answer, dict) or "error" in answer or "batch" not in answer:
+    try:
+        answer = orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        raise BatchRefused(f"the commit's answer is not JSON: {reply.data[:80]!r}") from None
+    if not isinstance(answer, dict):
+        raise BatchRefused(f"the commit's answer is not an object: {answer!r}")
+    error = answer.get("error")
+    if error is not None:
+        code = error.get("err_code") if isinstance(error, dict) else None
+        raise BatchRefused(str(error), unsupported=code == ATOMIC_DISABLED)
+    if "batch" not in answer:
         # A server without atomic batches answers the last message alone as a plain
         # publish; its earlier messages were never acknowledged, so this is no success.
-        raise BatchRefused(str(answer.get("error") if isinstance(answer, dict) else answer))
+        raise BatchRefused(f"a plain publish answered the commit: {answer!r}", unsupported=True)
     if int(answer["count"]) != last:
         raise BatchRefused(f"the server stored {answer['count']} of {last} messages")
     return str(answer["stream"]), int(answer["seq"]) - last + 1

@@ -7,7 +7,6 @@ crash with the same `Nats-Msg-Id` never stores a message twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 
 from fieldsync.kit import context
 from fieldsync.kit.errors import Unavailable
+from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.batches import MAX_BATCH_MESSAGES, BatchRefused, publish_atomic
 
 # How long a fetch that holds a message waits for the ones the server said were pending
@@ -30,6 +30,8 @@ GATHER_SECONDS = 0.05
 # batch costs the server a fixed ~1.5 ms of CPU (and ~3 ms of latency) here, which
 # pays off from about a dozen messages (a plain publish: ~0.1 ms each).
 MIN_ATOMIC_BATCH = 16
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,15 @@ class PullConsumer:
             return []
         pending = messages[-1].metadata.num_pending or 0
         if batch > 1 and pending > 0:
-            with contextlib.suppress(TimeoutError):
+            try:
                 messages += await self._subscription.fetch(
                     min(batch - 1, pending), timeout=GATHER_SECONDS
                 )
+            except (TimeoutError, nats.errors.Error) as exc:
+                # The message already held is delivered to us: returning it, rather than
+                # raising, keeps a caller that acks cumulatively from skipping past it.
+                if not isinstance(exc, TimeoutError):
+                    log.warning("jetstream.fetch_rest_failed", error=type(exc).__name__)
         return [DurableMessage(message) for message in messages]
 
     async def close(self) -> None:
@@ -190,17 +197,28 @@ class JetStream:
         """Create the stream, or update it to match `spec`."""
         config = spec.to_config()
         try:
-            await self._context.stream_info(spec.name)
-        except nats.js.errors.NotFoundError:
-            info = await self._context.add_stream(config)
-        else:
-            info = await self._context.update_stream(config)
+            info = await self._put_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if not config.allow_atomic:
+                raise
+            # A 2.11 server in strict mode refuses the field it does not know; the
+            # stream then takes messages one at a time, as on any older server.
+            log.warning("jetstream.allow_atomic_refused", stream=spec.name, error=str(exc))
+            config.allow_atomic = None
+            info = await self._put_stream(config)
         # A server that predates atomic batches drops the unknown field from the config
         # it answers with: publish to that stream one message at a time.
         if spec.atomic_batches and info.config.allow_atomic:
             self._atomic_streams.add(spec.name)
         else:
             self._atomic_streams.discard(spec.name)
+
+    async def _put_stream(self, config: api.StreamConfig) -> api.StreamInfo:
+        try:
+            await self._context.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            return await self._context.add_stream(config)
+        return await self._context.update_stream(config)
 
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         """Create or update a durable pull consumer."""
@@ -252,12 +270,20 @@ class JetStream:
         extra = {context.REQUEST_ID_HEADER: bound["request_id"]} if "request_id" in bound else {}
         for start in range(0, len(messages), MAX_BATCH_MESSAGES):
             chunk = messages[start : start + MAX_BATCH_MESSAGES]
+            if stream not in self._atomic_streams:
+                await self.publish_many(chunk, timeout=timeout)
+                continue
             staged = [
                 (subject, data, {**extra, "Nats-Msg-Id": mid}) for subject, data, mid in chunk
             ]
             try:
                 await publish_atomic(self._client, staged, timeout=timeout)
-            except (BatchRefused, nats.errors.TimeoutError):
+            except BatchRefused as refused:
+                if refused.unsupported:
+                    # The stream stopped taking batches (its config changed under us).
+                    self._atomic_streams.discard(stream)
+                await self.publish_many(chunk, timeout=timeout)
+            except nats.errors.TimeoutError:
                 await self.publish_many(chunk, timeout=timeout)
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
                 raise Unavailable(
