@@ -216,8 +216,9 @@ async def test_ack_prevents_redelivery_and_nak_redelivers(
         await consumer.close()
 
 
+@pytest.mark.parametrize("confirmed", [True, False], ids=["confirmed", "unconfirmed"])
 async def test_unacked_message_comes_back_after_ack_wait_but_acked_one_does_not(
-    jetstream: JetStream, names: Names
+    jetstream: JetStream, names: Names, confirmed: bool
 ) -> None:
     await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
     subject = names.subject("jobs")
@@ -229,7 +230,7 @@ async def test_unacked_message_comes_back_after_ack_wait_but_acked_one_does_not(
     consumer = await jetstream.pull(spec)
     try:
         acked, forgotten = await fetch_exactly(consumer, 2)
-        await acked.ack()
+        await acked.ack(confirmed=confirmed)
         # The unacked message is redelivered once ack_wait passes (the positive control
         # that shows the wait was long enough); the acked one never is.
         redelivered = await consumer.fetch(batch=1, timeout=15.0)

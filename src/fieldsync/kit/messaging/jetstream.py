@@ -123,9 +123,17 @@ class DurableMessage:
         """How many times the message has been delivered (1 on the first try)."""
         return int(self._message.metadata.num_delivered)
 
-    async def ack(self) -> None:
-        """Done: never deliver again (waits for the server's confirmation)."""
-        await self._message.ack_sync()
+    async def ack(self, *, confirmed: bool = True) -> None:
+        """Done: never deliver again.
+
+        `confirmed` waits for the server's confirmation, a round trip per message.
+        Handlers for which a redelivery is a no-op can pass False: the ack is then only
+        queued on the connection, and an ack lost with it costs one harmless redelivery.
+        """
+        if confirmed:
+            await self._message.ack_sync()
+        else:
+            await self._message.ack()
 
     async def nak(self, delay_seconds: float | None = None) -> None:
         """Not done: deliver again, after `delay_seconds` when given."""
