@@ -26,6 +26,7 @@ from fieldsync.workflows.buildings.consumer import (
     BUILDINGS_COLLECTION,
     BUILDINGS_CONSUMER,
     handle,
+    handle_batch,
     nak_delay,
 )
 from fieldsync.workflows.state import WorkflowsState
@@ -238,7 +239,7 @@ class FakeMessage:
     def delivery_count(self) -> int:
         return self._delivery_count
 
-    async def ack(self) -> None:
+    async def ack(self, *, confirmed: bool = True) -> None:
         self.outcome = ("ack", None)
 
     async def nak(self, delay_seconds: float | None = None) -> None:
@@ -271,3 +272,45 @@ async def test_a_failure_is_naked_with_a_growing_delay(
     garbage = FakeMessage(b"\xff", subject)
     await handle(state, garbage)
     assert garbage.outcome == ("term", None)
+
+
+async def test_a_batch_settles_edits_at_once_and_the_rest_in_order(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+) -> None:
+    org, edited, new = buildings.org, uuid.uuid4(), uuid.uuid4()
+    await buildings.handled(await buildings.publish(buildings.change(edited, ChangeOp.UPSERT)))
+    (default,) = (await workflows.list(org.manager, building_id=edited)).items
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+
+    def message(change: Change | bytes) -> FakeMessage:
+        payload = change if isinstance(change, bytes) else change.model_dump_json().encode()
+        return FakeMessage(payload, subject)
+
+    batch = [
+        message(buildings.change(edited, ChangeOp.UPSERT)),  # has its workflow: settled at once
+        message(buildings.change(new, ChangeOp.UPSERT)),  # a new building: created
+        message(b"{not json"),
+        message(buildings.change(edited, ChangeOp.DELETE)),  # retires the default workflow
+        message(buildings.change(edited, ChangeOp.UPSERT)),  # too late: nothing comes back
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+
+    assert [m.outcome for m in batch] == [("ack", None)] * 2 + [("term", None)] + [
+        ("ack", None)
+    ] * 2
+    assert (await workflows.list(org.manager, building_id=edited)).items == []
+    (created,) = (await workflows.list(org.manager, building_id=new)).items
+    assert created.id != default.id
+
+
+async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings) -> None:
+    change = buildings.change(uuid.uuid4(), ChangeOp.UPSERT)
+    subject = change_subject(change.organization_id, BUILDINGS_COLLECTION)
+    unreachable = Database("postgresql://postgres@127.0.0.1:1/nowhere", name="down", pool_size=1)
+    broken = WorkflowsState(database=unreachable, ids=SnowflakeGenerator(1))
+    batch = [FakeMessage(change.model_dump_json().encode(), subject, 3) for _ in range(2)]
+    try:
+        await handle_batch(broken, batch)
+    finally:
+        await unreachable.dispose()
+    assert [m.outcome for m in batch] == [("nak", 4.0), ("nak", 4.0)]

@@ -184,6 +184,27 @@ async def find_by_key(
     return row
 
 
+# Of (organization, key, building) triples, those with a workflow created with the key
+# for that building, deleted or not.
+_KEYS_IN_USE = """
+SELECT w.organization_id, w.idempotency_key
+FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS k(organization_id, key, building_id)
+JOIN workflows w ON w.organization_id = k.organization_id AND w.idempotency_key = k.key
+    AND w.building_id = k.building_id
+"""
+
+
+async def keys_in_use(
+    connection: asyncpg.Connection, wanted: Sequence[tuple[uuid.UUID, str, uuid.UUID]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Which `(organization, key, building)` already have their workflow, in one query."""
+    if not wanted:
+        return set()
+    organizations, keys, buildings = (list(column) for column in zip(*wanted, strict=True))
+    rows = await connection.fetch(_KEYS_IN_USE, organizations, keys, buildings)
+    return {(row["organization_id"], row["idempotency_key"]) for row in rows}
+
+
 async def lock_and_find_by_key(
     connection: asyncpg.Connection, lock_key: int, organization_id: uuid.UUID, key: str
 ) -> asyncpg.Record | None:
