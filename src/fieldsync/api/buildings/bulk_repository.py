@@ -132,8 +132,12 @@ async def delete_buildings(
 
 
 def building_of(row: asyncpg.Record) -> BuildingOut:
-    """A building row as the API shows it (what `building_out` makes of the model)."""
-    return BuildingOut(
+    """A building row as the API shows it (what `building_out` makes of the model).
+
+    Built without validation: the row comes from the table, whose types and checks are
+    the schema's, and validating 500 rows a batch was a fifth of the api's push CPU.
+    """
+    return BuildingOut.model_construct(
         id=row["uuid"],
         name=row["name"],
         address=row["address"],

@@ -38,16 +38,22 @@ FETCH_BATCH = 1000
 FETCH_TIMEOUT_SECONDS = 1.0
 
 
-# One validation call for a whole batch: a third cheaper than one call per message.
+# One validation call for a whole batch, parsed by pydantic itself from one JSON array:
+# cheaper than a call per message, and than orjson-decoding each message first.
 _CHANGES = TypeAdapter(list[Change])
 
 
 def parse(messages: list[DurableMessage]) -> list[Change]:
     """The changes of a batch; a malformed message is logged and skipped, never retried."""
     try:
-        return _CHANGES.validate_python([orjson.loads(message.data) for message in messages])
-    except (orjson.JSONDecodeError, ValidationError):
-        pass  # one at a time, to skip only the malformed ones
+        joined = b"[" + b",".join(message.data for message in messages) + b"]"
+        batch = _CHANGES.validate_json(joined)
+    except ValidationError:
+        pass  # one at a time below, to skip only the malformed ones
+    else:
+        # Malformed messages could join into other elements (`{...},{...` and `...}`).
+        if len(batch) == len(messages):
+            return batch
     changes: list[Change] = []
     for message in messages:
         try:
