@@ -13,8 +13,10 @@ baselines. It registers an admin (`POST /api/v1/auth/register`) and then measure
 2. Push: `--mutations` building creates in batches of 500, sequentially, through
    `POST /api/v1/sync/push` (owner write, outbox, CHANGES stream, replica, reply),
    against raw asyncpg `executemany` INSERTs of the same rows into a plain table.
-   The default is 5,000 to keep a run near 3 minutes on a small machine; the issue's
-   figure is `--mutations 20000` (about 7 minutes on 2 loaded cores).
+   Then, once the workflows service has made the new buildings' default workflows,
+   the same number of updates of those buildings (each with its `base_version`)
+   against raw `executemany` UPDATEs by id. The default is 5,000 to keep a run near
+   3 minutes on a small machine; the issue's figure is `--mutations 20000`.
 3. Single-mutation round trip: `--single` sequential pushes of one building update.
 4. Realtime: `--clients` SSE connections (`GET /api/v1/sync/stream`) on the one sync
    process; the sync process's memory per idle connection, and for `--pokes` building
@@ -324,6 +326,16 @@ def building_create(number: int) -> dict[str, Any]:
     }
 
 
+def building_update(building_id: str, base_version: int, number: int) -> dict[str, Any]:
+    return {
+        "collection": "buildings",
+        "id": building_id,
+        "op": "upsert",
+        "base_version": base_version,
+        "data": {"name": f"Renamed building {number}", "city": "Nantes", "floors": number % 41},
+    }
+
+
 RAW_SCHEMA = """
 CREATE TABLE buildings (
   id uuid PRIMARY KEY,
@@ -335,18 +347,32 @@ CREATE TABLE buildings (
 """
 
 
-async def raw_inserts(
-    database_url: str, organization_id: uuid.UUID, batches: list[list[dict[str, Any]]]
+async def raw_writes(
+    database_url: str,
+    organization_id: uuid.UUID,
+    batches: list[list[dict[str, Any]]],
+    *,
+    update: bool,
 ) -> float:
-    """The floor: executemany INSERT of the same rows, batch by batch; seconds taken."""
+    """The floor: executemany INSERT (or UPDATE by id) of the same rows, batch by batch.
+
+    Inserts start from an empty table; updates run on the rows the inserts left.
+    Returns the seconds taken.
+    """
     connection = await asyncpg.connect(database_url)
+    statement = (
+        "UPDATE buildings SET organization_id = $2, name = $3, city = $4, floors = $5 WHERE id = $1"
+        if update
+        else "INSERT INTO buildings (id, organization_id, name, city, floors)"
+        " VALUES ($1, $2, $3, $4, $5)"
+    )
     try:
-        await connection.execute("TRUNCATE buildings")
+        if not update:
+            await connection.execute("TRUNCATE buildings")
         started = time.perf_counter()
         for batch in batches:
             await connection.executemany(
-                "INSERT INTO buildings (id, organization_id, name, city, floors)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                statement,
                 [
                     (
                         uuid.UUID(mutation["id"]),
@@ -749,40 +775,67 @@ async def run_bench(
         "rounds": rounds,
     }
 
-    # --- 2. push -------------------------------------------------------------------
+    # --- 2. push: creates, then updates of the same records ------------------------------
     creates = [building_create(number) for number in range(args.mutations)]
     batches = [creates[start : start + BATCH] for start in range(0, len(creates), BATCH)]
     pusher = Pusher(sync_client, f"bench-push-{secrets.token_hex(3)}")
+    results["push"], versions = await push_phase("creates", pusher, batches, cpu)
+    results["push"]["workflows"] = await count_workflows(urls["workflows"])
+    results["push"]["raw_seconds"] = [
+        await raw_writes(urls["raw"], organization_id, batches, update=False)
+        for _ in range(args.rounds)
+    ]
+    # The updates run on a quiet machine: the default workflows of the new buildings are
+    # made first (the workflows service works through them in the background).
+    await wait_for_workflows(urls["workflows"], FIXTURE_BUILDINGS + args.mutations, 900)
+    updates = [
+        building_update(mutation["id"], versions[mutation["id"]], number)
+        for number, mutation in enumerate(creates)
+    ]
+    batches = [updates[start : start + BATCH] for start in range(0, len(updates), BATCH)]
+    results["update"], _ = await push_phase("updates", pusher, batches, cpu)
+    results["update"]["raw_seconds"] = [
+        await raw_writes(urls["raw"], organization_id, batches, update=True)
+        for _ in range(args.rounds)
+    ]
+    report(args, results)
+    print(f"\ntook {time.monotonic() - wall_started:.0f} s before clean-up", flush=True)
+
+
+async def push_phase(
+    kind: str, pusher: Pusher, batches: list[list[dict[str, Any]]], cpu: CpuProbe
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Push `batches` one after the other; timings, statuses, CPU and the new versions."""
     statuses: Counter[str] = Counter()
     batch_seconds: list[float] = []
-    print(f"\n[push] {args.mutations:,} creates in {len(batches)} batches of {BATCH}", flush=True)
+    versions: dict[str, int] = {}
+    retries = pusher.retries
+    total = sum(len(batch) for batch in batches)
+    print(f"\n[push] {total:,} {kind} in {len(batches)} batches of {BATCH}", flush=True)
     before = cpu.sample()
     started = time.perf_counter()
     for number, batch in enumerate(batches):
         batch_started = time.perf_counter()
-        for result in await pusher.push([dict(mutation) for mutation in batch]):
+        for mutation, result in zip(
+            batch, await pusher.push([dict(mutation) for mutation in batch]), strict=True
+        ):
             statuses[result["status"]] += 1
+            if result.get("version") is not None:
+                versions[mutation["id"]] = result["version"]
         batch_seconds.append(time.perf_counter() - batch_started)
         if (number + 1) % 10 == 0:
             print(f"  {number + 1} batches, {time.perf_counter() - started:.0f} s", flush=True)
-    push_seconds = time.perf_counter() - started
-    push_cpu = CpuProbe.used(before, cpu.sample())
-    workflows_done = await count_workflows(urls["workflows"])
-    raw_seconds = [
-        await raw_inserts(urls["raw"], organization_id, batches) for _ in range(args.rounds)
-    ]
-    results["push"] = {
-        "seconds": push_seconds,
+    seconds = time.perf_counter() - started
+    phase = {
+        "count": total,
+        "seconds": seconds,
         "batches": batch_seconds,
         "statuses": statuses,
-        "retries": pusher.retries,
+        "retries": pusher.retries - retries,
         "failures": pusher.failures,
-        "cpu": push_cpu,
-        "workflows": workflows_done,
-        "raw_seconds": raw_seconds,
+        "cpu": CpuProbe.used(before, cpu.sample()),
     }
-    report(args, results)
-    print(f"\ntook {time.monotonic() - wall_started:.0f} s before clean-up", flush=True)
+    return phase, versions
 
 
 async def count_workflows(database_url: str) -> int:
@@ -806,6 +859,34 @@ async def wait_for_workflows(database_url: str, count: int, timeout: float) -> N
 # --- the report ------------------------------------------------------------------------
 
 
+def report_push(push: dict[str, Any], what: str, statement: str) -> None:
+    """One push phase against its raw floor."""
+    rate = push["count"] / push["seconds"]
+    raw_rate = push["count"] / statistics.median(push["raw_seconds"])
+    ratio = rate / raw_rate
+    batches = push["batches"]
+    print(
+        f"push {push['count']:,} {what} in batches of {BATCH}, sequential:\n"
+        f"  push (reply after the replica holds the writes) {rate:10,.0f} mutations/s"
+        f" ({push['seconds']:.1f} s; batch p50 {percentile(batches, 0.5):.2f} s,"
+        f" max {max(batches):.2f} s)\n"
+        f"  raw asyncpg executemany {statement:24}{raw_rate:10,.0f} rows/s"
+        f" (median of {len(push['raw_seconds'])})\n"
+        f"  ratio {ratio:.3f}x (goal >= {GOALS['push']}x: {verdict(ratio >= GOALS['push'])})\n"
+        f"  results: {dict(push['statuses'])}; batches retried: {push['retries']}"
+        f" {dict(push['failures']) or ''}"
+    )
+    used = push["cpu"]
+    print(
+        "  CPU ms per mutation: "
+        + ", ".join(
+            f"{key} {used[key] * 1000 / push['count']:.2f}"
+            for key in ("api", "workflows", "sync", "postgres", "nats", "bench", "other")
+        )
+        + f" (machine {used['machine'] / push['seconds']:.2f} of {os.cpu_count()} cores busy)"
+    )
+
+
 def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     print("\n=== results ===")
     pulls: dict[str, list[PullRun]] = results["pull"]
@@ -822,34 +903,13 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"{verdict(pull_ratio >= GOALS['pull'])})"
     )
 
+    report_push(results["push"], "building creates", "INSERT")
     push = results["push"]
-    push_rate = args.mutations / push["seconds"]
-    raw_push_rate = args.mutations / statistics.median(push["raw_seconds"])
-    push_ratio = push_rate / raw_push_rate
-    batches = push["batches"]
     print(
-        f"push {args.mutations:,} building creates in batches of {BATCH}, sequential:\n"
-        f"  push (reply after the replica holds the writes) {push_rate:10,.0f} mutations/s"
-        f" ({push['seconds']:.1f} s; batch p50 {percentile(batches, 0.5):.2f} s,"
-        f" max {max(batches):.2f} s)\n"
-        f"  raw asyncpg executemany INSERT                  {raw_push_rate:10,.0f} rows/s"
-        f" (median of {args.rounds})\n"
-        f"  ratio {push_ratio:.3f}x (goal >= {GOALS['push']}x: "
-        f"{verdict(push_ratio >= GOALS['push'])})\n"
-        f"  results: {dict(push['statuses'])}; batches retried: {push['retries']}"
-        f" {dict(push['failures']) or ''}\n"
-        f"  default workflows the workflows service had made by the end of the push:"
-        f" {push['workflows'] - FIXTURE_BUILDINGS:,} of {args.mutations:,}"
+        "  default workflows the workflows service had made by the end of the push:"
+        f" {push['workflows'] - FIXTURE_BUILDINGS:,} of {push['count']:,}"
     )
-    used = push["cpu"]
-    print(
-        "  CPU ms per mutation during the push: "
-        + ", ".join(
-            f"{key} {used[key] * 1000 / args.mutations:.2f}"
-            for key in ("api", "workflows", "sync", "postgres", "nats", "bench", "other")
-        )
-        + f" (machine {used['machine'] / push['seconds']:.2f} of {os.cpu_count()} cores busy)"
-    )
+    report_push(results["update"], "building updates (base_version set)", "UPDATE by id")
 
     latencies, statuses, retries, single_cpu = results["single"]
     p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
