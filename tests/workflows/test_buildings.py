@@ -303,6 +303,62 @@ async def test_a_batch_settles_edits_at_once_and_the_rest_in_order(
     assert created.id != default.id
 
 
+async def test_a_batch_of_new_buildings_gets_their_workflows_in_one_transaction(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime, database: Database
+) -> None:
+    org = buildings.org
+    new = [uuid.uuid4() for _ in range(40)]
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+    # Each building is created and then edited within the batch (an offline client's
+    # create and later edit, pushed together).
+    batch = [
+        FakeMessage(buildings.change(building, ChangeOp.UPSERT).model_dump_json().encode(), subject)
+        for building in new + new
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+
+    assert [m.outcome for m in batch] == [("ack", None)] * len(batch)
+    made = await rows(
+        database,
+        "SELECT building_id, xmin::text, idempotency_key FROM workflows"
+        " WHERE organization_id = :org",
+        org=org.id,
+    )
+    assert sorted(building for building, _, _ in made) == sorted(new)
+    assert {key for _, _, key in made} == {contract.default_workflow_key(b) for b in new}
+    assert len({transaction for _, transaction, _ in made}) == 1
+    steps = await rows(
+        database,
+        "SELECT count(*) FROM workflow_steps s JOIN workflows w ON w.id = s.workflow_id"
+        " WHERE w.organization_id = :org",
+        org=org.id,
+    )
+    assert steps == [(len(new) * len(DEFAULT_STEPS),)]
+
+    # Handled again (a redelivery), nothing more is made.
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+    assert len((await workflows.list(org.manager)).items) == len(new)
+
+
+async def test_a_batch_create_that_fails_leaves_each_building_to_its_own_attempt(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+) -> None:
+    org, taken, fine, other = buildings.org, uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # The key of `taken`'s default workflow was used for another building: its create
+    # is a Conflict, which rolls the batch back.
+    await workflows.create(org.manager, other, key=contract.default_workflow_key(taken))
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+    batch = [
+        FakeMessage(buildings.change(b, ChangeOp.UPSERT).model_dump_json().encode(), subject)
+        for b in (fine, taken)
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+
+    assert [m.outcome for m in batch] == [("ack", None), ("nak", 1.0)]
+    assert len((await workflows.list(org.manager, building_id=fine)).items) == 1
+    assert (await workflows.list(org.manager, building_id=taken)).items == []
+
+
 async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings) -> None:
     change = buildings.change(uuid.uuid4(), ChangeOp.UPSERT)
     subject = change_subject(change.organization_id, BUILDINGS_COLLECTION)

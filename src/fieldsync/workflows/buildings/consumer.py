@@ -8,8 +8,9 @@
 Each message is acknowledged after its transaction commits, so a crash redelivers it
 and the idempotent handling makes the second time a no-op. Most building changes are
 edits of buildings that have their default workflow already: a fetched batch settles
-all of those with one query, and only the rest (new buildings, deletes) are handled
-one by one, in order. A failure is nak'ed with a
+all of those with one query, the new buildings' default workflows are made in one
+transaction, and only the rest (deletes, and what a batch could not settle) are
+handled one by one, in order. A failure is nak'ed with a
 growing delay; a message that is not a building Change is terminated and logged.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -130,13 +132,17 @@ async def handle(state: WorkflowsState, message: Message) -> None:
 
 async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> None:
     """Settle a fetched batch: upserts of buildings that have their default workflow at
-    once, then every other message in order, as `handle` does."""
+    once, new buildings' default workflows in one transaction, then every other message
+    in order, as `handle` does."""
     upserts: list[tuple[Message, Change]] = []
+    deleted: set[uuid.UUID] = set()
     for message in messages:
         with contextlib.suppress(Malformed):  # `handle` drops it below, with a log line
             change = parse(message)
             if change.op is ChangeOp.UPSERT:
                 upserts.append((message, change))
+            else:
+                deleted.add(change.id)
     settled: set[int] = set()
     if upserts:
         wanted = [
@@ -148,12 +154,45 @@ async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> No
                 have = await keys_in_use(connection, wanted)
         except Exception as exc:  # each message then fails (and is nak'ed) on its own
             log.warning("building changes: batch lookup failed", error=str(exc))
-            have = set()
+            await _one_by_one(state, messages, settled)
+            return
+        new: list[tuple[Message, Change]] = []
         for message, change in upserts:
             if (change.organization_id, default_workflow_key(change.id)) in have:
                 # Unconfirmed: a redelivery of such an edit is the same no-op again.
                 await message.ack(confirmed=False)
                 settled.add(id(message))
+            elif change.id not in deleted:  # a delete in the batch: keep their order
+                new.append((message, change))
+        if new:
+            await _create_defaults(state, new, settled)
+    await _one_by_one(state, messages, settled)
+
+
+async def _create_defaults(
+    state: WorkflowsState, new: list[tuple[Message, Change]], settled: set[int]
+) -> None:
+    """New buildings' default workflows in one transaction; on any error none are
+    settled here, and each is handled (and retried) on its own after."""
+    try:
+        created = await creating.ensure_defaults(
+            state, [(change.organization_id, change.id) for _, change in new]
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("building changes: batch create failed", error=str(exc) or type(exc).__name__)
+        return
+    log.info("default workflows created", count=created, changes=len(new))
+    for message, _ in new:
+        # Unconfirmed too: redelivered, the building's key is in use and it settles above.
+        await message.ack(confirmed=False)
+        settled.add(id(message))
+
+
+async def _one_by_one(
+    state: WorkflowsState, messages: Sequence[Message], settled: set[int]
+) -> None:
     for message in messages:
         if id(message) not in settled:
             await handle(state, message)

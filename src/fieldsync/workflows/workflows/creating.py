@@ -12,6 +12,7 @@ creates keep using: the same key constraint, building lock and deleted buildings
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,6 +84,34 @@ async def ensure_default(
     except NotFound:  # the building was deleted meanwhile
         return False
     return outcome.created
+
+
+async def ensure_defaults(
+    state: WorkflowsState, buildings: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> int:
+    """Give each `(organization, building)` its default workflow unless it has (or had)
+    one, all in one transaction; how many were created. Deleted buildings are skipped.
+
+    For a burst of new buildings (a bulk push, an import): one commit for the lot
+    instead of one per building. Any error rolls the whole lot back and is raised, so
+    the caller can fall back to `ensure_default` one building at a time.
+    """
+    created = 0
+    # In lock order, so two such transactions over the same buildings cannot deadlock.
+    ordered = sorted(buildings, key=lambda pair: building_lock_key(pair[1]))
+    async with state.database.raw_connection() as connection, connection.transaction():
+        for organization_id, building_id in ordered:
+            new = NewWorkflow(
+                organization_id=organization_id,
+                building_id=building_id,
+                idempotency_key=contract.default_workflow_key(building_id),
+            )
+            try:
+                outcome = await _create_once(connection, state.ids, new)
+            except NotFound:  # the building was deleted meanwhile
+                continue
+            created += outcome.created
+    return created
 
 
 async def create_once(
