@@ -359,6 +359,23 @@ async def test_a_batch_create_that_fails_leaves_each_building_to_its_own_attempt
     assert (await workflows.list(org.manager, building_id=taken)).items == []
 
 
+async def test_a_batch_skips_a_deleted_building_and_creates_the_others(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+) -> None:
+    org, deleted, fine = buildings.org, uuid.uuid4(), uuid.uuid4()
+    await buildings.handled(await buildings.publish(buildings.change(deleted, ChangeOp.DELETE)))
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+    batch = [
+        FakeMessage(buildings.change(b, ChangeOp.UPSERT).model_dump_json().encode(), subject)
+        for b in (deleted, fine)
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+
+    assert [m.outcome for m in batch] == [("ack", None), ("ack", None)]
+    assert (await workflows.list(org.manager, building_id=deleted)).items == []
+    assert len((await workflows.list(org.manager, building_id=fine)).items) == 1
+
+
 async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings) -> None:
     change = buildings.change(uuid.uuid4(), ChangeOp.UPSERT)
     subject = change_subject(change.organization_id, BUILDINGS_COLLECTION)

@@ -30,9 +30,11 @@ from fieldsync.workflows.models import outbox
 from fieldsync.workflows.state import WorkflowsState
 from fieldsync.workflows.templates.service import StepCounts, ensure_default_template
 from fieldsync.workflows.workflows.repository import (
+    buildings_of_keys,
     find_by_key,
     insert_from_default_template,
     lock_and_find_by_key,
+    lock_buildings,
 )
 from fieldsync.workflows.workflows.service import NewWorkflow
 
@@ -92,25 +94,35 @@ async def ensure_defaults(
     """Give each `(organization, building)` its default workflow unless it has (or had)
     one, all in one transaction; how many were created. Deleted buildings are skipped.
 
-    For a burst of new buildings (a bulk push, an import): one commit for the lot
-    instead of one per building. Any error rolls the whole lot back and is raised, so
-    the caller can fall back to `ensure_default` one building at a time.
+    For a burst of new buildings (a bulk push, an import): the create locks and the key
+    lookup once for the lot and one commit, instead of all three per building. Any
+    error, a key used for another building included, rolls the lot back and is raised,
+    so the caller can fall back to `ensure_default` one building at a time.
     """
+    wanted = list(dict.fromkeys(buildings))  # once each, in order
+    keys = [(org, contract.default_workflow_key(building)) for org, building in wanted]
     created = 0
-    # In lock order, so two such transactions over the same buildings cannot deadlock.
-    ordered = sorted(buildings, key=lambda pair: building_lock_key(pair[1]))
     async with state.database.raw_connection() as connection, connection.transaction():
-        for organization_id, building_id in ordered:
+        # Sorted: two such transactions over the same buildings cannot deadlock.
+        await lock_buildings(connection, sorted({building_lock_key(b) for _, b in wanted}))
+        # After the locks, so a delete that committed before them is seen below.
+        in_use = await buildings_of_keys(connection, keys)
+        for (organization_id, building_id), (_, key) in zip(wanted, keys, strict=True):
+            used_for = in_use.get((organization_id, key))
+            if used_for is not None and used_for != building_id:
+                raise Conflict("this idempotency key was used for another building")
+            if used_for is not None:
+                continue
             new = NewWorkflow(
-                organization_id=organization_id,
-                building_id=building_id,
-                idempotency_key=contract.default_workflow_key(building_id),
+                organization_id=organization_id, building_id=building_id, idempotency_key=key
             )
             try:
-                outcome = await _create_once(connection, state.ids, new)
+                workflow = await _insert(connection, state.ids, new)
             except NotFound:  # the building was deleted meanwhile
                 continue
-            created += outcome.created
+            if workflow is None:  # a concurrent create took the key: let the slow path say
+                raise Conflict("the idempotency key was taken meanwhile; retry")
+            created += 1
     return created
 
 

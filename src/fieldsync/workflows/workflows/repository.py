@@ -205,6 +205,33 @@ async def keys_in_use(
     return {(row["organization_id"], row["idempotency_key"]) for row in rows}
 
 
+_LOCK_BUILDINGS = "SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest($1::bigint[]) AS k"
+
+
+async def lock_buildings(connection: asyncpg.Connection, lock_keys: Sequence[int]) -> None:
+    """Take the create locks of many buildings (see `lock_and_find_by_key`) at once."""
+    await connection.fetchval(_LOCK_BUILDINGS, list(lock_keys))
+
+
+# The workflows created with the given (organization, key) pairs, deleted or not.
+_BUILDINGS_OF_KEYS = """
+SELECT w.organization_id, w.idempotency_key, w.building_id
+FROM unnest($1::uuid[], $2::text[]) AS k(organization_id, key)
+JOIN workflows w ON w.organization_id = k.organization_id AND w.idempotency_key = k.key
+"""
+
+
+async def buildings_of_keys(
+    connection: asyncpg.Connection, wanted: Sequence[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    """For each `(organization, key)` in use, the building its workflow was made for."""
+    if not wanted:
+        return {}
+    organizations, keys = (list(column) for column in zip(*wanted, strict=True))
+    rows = await connection.fetch(_BUILDINGS_OF_KEYS, organizations, keys)
+    return {(row["organization_id"], row["idempotency_key"]): row["building_id"] for row in rows}
+
+
 async def lock_and_find_by_key(
     connection: asyncpg.Connection, lock_key: int, organization_id: uuid.UUID, key: str
 ) -> asyncpg.Record | None:
