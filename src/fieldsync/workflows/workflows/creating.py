@@ -7,6 +7,7 @@ workflow and its steps (the deleted-building check and the template read inside)
 their changes in the outbox; `COMMIT`. A key used before answers its workflow after
 the second. The same rules as `WorkflowService.create`, whose session path pushed
 creates keep using: the same key constraint, building lock and deleted buildings.
+`ensure_defaults` does the consumer's bursts of new buildings in one transaction.
 """
 
 from __future__ import annotations
