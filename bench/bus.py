@@ -13,7 +13,12 @@ Two scenarios: sequential requests (throughput and p50/p99 latency) and 64 reque
 first) to cancel drift, and the table reports medians. The goal is the kit at >= 0.8x raw in
 both scenarios; the script reports, it never fails on the numbers.
 
-    python bench/bus.py [--requests N] [--rounds R]
+Then JetStream pulls: `--messages` change-sized messages (one atomic batch) drained by a
+durable consumer in fetches of 500, through the kit's `PullConsumer.fetch` and through
+nats-py's own `pull_subscribe_bind(...).fetch(500)`, each arm on a fresh durable of the
+same stream, rounds alternating. Messages per second and the ratio kit/raw.
+
+    python bench/bus.py [--requests N] [--rounds R] [--messages N]
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from fieldsync.kit.embedded.nats import EmbeddedNats
-from fieldsync.kit.messaging import Bus, Router
+from fieldsync.kit.messaging import Bus, ConsumerSpec, Router, StreamSpec
 
 GOAL = 0.8
 IN_FLIGHT = 64
@@ -207,6 +212,91 @@ def report(requests: int, rounds: int, results: dict[str, Results]) -> None:
         )
 
 
+# --- JetStream pulls -------------------------------------------------------------------
+
+PULL_BATCH = 500
+# About the size of one building change on `CHANGES`.
+CHANGE_JSON = (
+    b'{"collection":"buildings","id":"6c1e5f0a-7e1b-4c4e-9a51-8f0b2f1f6a11",'
+    b'"organization_id":"6c1e5f0a-7e1b-4c4e-9a51-8f0b2f1f6a12","op":"upsert",'
+    b'"data":{"name":"Renamed building 1","city":"Nantes","floors":3},"version":3,'
+    b'"building_id":"6c1e5f0a-7e1b-4c4e-9a51-8f0b2f1f6a11",'
+    b'"occurred_at":"2026-12-06T02:00:00Z"}'
+)
+
+
+async def drain_kit(url: str, bus: Bus, spec: ConsumerSpec, count: int) -> float:
+    """Seconds for the kit's consumer to fetch `count` messages (acked once, at the end)."""
+    consumer = await bus.jetstream.pull(spec)
+    try:
+        started, fetched = time.perf_counter(), []
+        while len(fetched) < count:
+            fetched += await consumer.fetch(PULL_BATCH, timeout=2.0)
+        seconds = time.perf_counter() - started
+        await fetched[-1].ack()
+        return seconds
+    finally:
+        await consumer.close()
+
+
+async def drain_raw(url: str, bus: Bus, spec: ConsumerSpec, count: int) -> float:
+    """The same with nats-py's pull subscription and its `fetch(n)`."""
+    client = await nats.connect(url, name="bench-raw-pull")
+    try:
+        subscription = await client.jetstream().pull_subscribe_bind(
+            durable=spec.durable, stream=spec.stream
+        )
+        started, fetched = time.perf_counter(), []
+        while len(fetched) < count:
+            fetched += await subscription.fetch(PULL_BATCH, timeout=2.0)
+        seconds = time.perf_counter() - started
+        await fetched[-1].ack()
+        return seconds
+    finally:
+        await client.close()
+
+
+async def run_pull(url: str, messages: int, rounds: int) -> None:
+    """Both arms drain the same stream, each from a durable of its own."""
+    bus = await Bus.connect(url, name="bench-pull")
+    stream = StreamSpec(name="BENCH_PULL", subjects=["bench.pull.>"], atomic_batches=True)
+    try:
+        await bus.jetstream.ensure_stream(stream)
+        for start in range(0, messages, 1000):
+            await bus.jetstream.publish_batch(
+                stream.name,
+                [
+                    ("bench.pull.change", CHANGE_JSON, f"m-{number}")
+                    for number in range(start, min(messages, start + 1000))
+                ],
+            )
+        rates: dict[str, list[float]] = {"kit": [], "raw": []}
+        drains = {"kit": drain_kit, "raw": drain_raw}
+        for index in range(rounds + 1):  # the first round warms up and is not counted
+            order = ["kit", "raw"] if index % 2 == 0 else ["raw", "kit"]
+            for arm in order:
+                spec = ConsumerSpec(
+                    stream=stream.name,
+                    durable=f"{arm}-{index}",
+                    ack_all=True,
+                    max_ack_pending=messages,
+                )
+                await bus.jetstream.ensure_consumer(spec)
+                seconds = await drains[arm](url, bus, spec, messages)
+                if index:
+                    rates[arm].append(messages / seconds)
+        kit, raw = statistics.median(rates["kit"]), statistics.median(rates["raw"])
+        print()
+        print(
+            f"JetStream pull, {messages:,} messages in fetches of {PULL_BATCH}, median of {rounds}"
+        )
+        print(f"  kit PullConsumer.fetch   {kit:>10,.0f} messages/s ({1e6 / kit:.1f} us each)")
+        print(f"  raw nats-py fetch(n)     {raw:>10,.0f} messages/s ({1e6 / raw:.1f} us each)")
+        print(f"  kit/raw {kit / raw:.2f}x")
+    finally:
+        await bus.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Request-reply: the messaging kit against raw nats-py."
@@ -217,12 +307,16 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=6, help="measured rounds (arm order alternates)"
     )
+    parser.add_argument(
+        "--messages", type=int, default=20_000, help="messages per arm and round of the pulls"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fieldsync-bench-") as tmp:
         server = EmbeddedNats(Path(tmp))
         endpoints = server.start()
         try:
             asyncio.run(run(endpoints.url, args.requests, args.rounds))
+            asyncio.run(run_pull(endpoints.url, args.messages, args.rounds))
         finally:
             server.stop()
 

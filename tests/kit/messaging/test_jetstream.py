@@ -348,26 +348,72 @@ async def test_a_fetch_keeps_the_message_it_holds_when_the_rest_fails(
     spec = ConsumerSpec(stream=names.stream, durable="held")
     await jetstream.ensure_consumer(spec)
     consumer = await jetstream.pull(spec)
-    subscription = consumer._subscription
-    real_fetch = subscription.fetch
-    calls: list[int] = []
+    real_request = consumer._request
+    requests: list[dict[str, Any]] = []
 
-    async def failing_after_the_first(batch: int = 1, timeout: float | None = 5) -> list[Msg]:
-        calls.append(batch)
-        if len(calls) > 1:
+    async def failing_after_the_first(request: dict[str, Any]) -> None:
+        requests.append(request)
+        if len(requests) > 1:
             raise nats.errors.ConnectionReconnectingError
-        return await real_fetch(batch, timeout=timeout)
+        await real_request(request)
 
-    monkeypatch.setattr(subscription, "fetch", failing_after_the_first)
+    monkeypatch.setattr(consumer, "_request", failing_after_the_first)
     try:
         (held,) = await consumer.fetch(batch=10, timeout=5.0)
-        assert calls == [1, 2]  # the second pull asked for the two reported pending
+        # The second pull asked for the two reported pending, at once.
+        assert requests[1] == {"batch": 2, "no_wait": True}
         assert held.stream_sequence == 1
-        monkeypatch.setattr(subscription, "fetch", real_fetch)
+        monkeypatch.setattr(consumer, "_request", real_request)
         rest = await fetch_exactly(consumer, 2)
         assert [message.stream_sequence for message in rest] == [2, 3]
         for message in [held, *rest]:
             await message.ack()
+    finally:
+        await consumer.close()
+
+
+async def test_messages_that_come_after_a_fetch_gave_up_are_the_next_fetchs_first(
+    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no time to gather, each fetch gives up on most of what it asked for; those
+    # messages still arrive, and later fetches must hand them over in stream order,
+    # each exactly once.
+    monkeypatch.setattr(jetstream_module, "GATHER_SECONDS", 0.0)
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    subject = names.subject("late")
+    await jetstream.publish_batch(
+        names.stream, [(subject, str(value).encode(), f"l-{value}") for value in range(200)]
+    )
+    spec = ConsumerSpec(stream=names.stream, durable="late", ack_all=True)
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    try:
+        sizes: list[int] = []
+        fetched: list[DurableMessage] = []
+        deadline = time.monotonic() + 10.0
+        while len(fetched) < 200 and time.monotonic() < deadline:
+            batch = await consumer.fetch(batch=50, timeout=1.0)
+            sizes.append(len(batch))
+            fetched.extend(batch)
+        assert [message.data for message in fetched] == [str(v).encode() for v in range(200)]
+        assert max(sizes) <= 50
+        await fetched[-1].ack()
+        assert await consumer.fetch(batch=50, timeout=0.3) == []
+    finally:
+        await consumer.close()
+
+
+async def test_a_fetch_from_a_consumer_that_is_gone_raises(
+    jetstream: JetStream, admin: JetStreamContext, names: Names
+) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    spec = ConsumerSpec(stream=names.stream, durable="gone")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    await admin.delete_consumer(names.stream, "gone")
+    try:
+        with pytest.raises(nats.js.errors.Error):
+            await asyncio.wait_for(consumer.fetch(batch=10, timeout=2.0), 10)
     finally:
         await consumer.close()
 
