@@ -2,13 +2,18 @@
 
 Owner services append a `Change` to their outbox in the transaction that makes it;
 their relay publishes it on `changes.<organization>.<collection>` with the outbox
-row id as `Nats-Msg-Id`.
+row id as `Nats-Msg-Id`. An owner applying pushed mutations also hands the changes
+of that transaction back to the sync service with its answer (`collect_changes`), so
+the pusher's own writes need not wait for the stream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -19,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging.jetstream import StreamSpec
-from fieldsync.kit.outbox import append_all
+from fieldsync.kit.outbox import append_all, still_present
 
 # Ten minutes of dedupe: a relay restarted within it republishes nothing twice.
 CHANGES_STREAM = StreamSpec(
@@ -92,15 +97,69 @@ class ChangeLog:
 
     async def record_all(self, changes: Sequence[Change]) -> None:
         """Several changes of this transaction, in this order, in one round trip."""
-        await append_all(
+        payloads = [change_bytes(change) for change in changes]
+        row_ids = await append_all(
             self.session,
             self.outbox,
             self.ids,
             [
-                (change_subject(change.organization_id, change.collection), change_bytes(change))
-                for change in changes
+                (change_subject(change.organization_id, change.collection), payload)
+                for change, payload in zip(changes, payloads, strict=True)
             ],
         )
+        collector = _collector.get()
+        if collector is not None:
+            collector.note(self.outbox, row_ids, changes, sum(map(len, payloads)))
+
+
+# Beyond this much JSON a transaction's changes are not handed back (an answer must fit
+# in a NATS message, 1 MiB by default, beside the results): its pusher waits for the
+# stream instead, as it would for an owner that hands nothing back.
+MAX_COLLECTED_BYTES = 512 * 1024
+
+_collector: ContextVar[CollectedChanges | None] = ContextVar("change_collector", default=None)
+
+
+@dataclass
+class CollectedChanges:
+    """The changes `ChangeLog`s appended within a `collect_changes` block, with their rows."""
+
+    appended: list[tuple[Table, int, Change]] = field(default_factory=list)
+    size: int = 0
+
+    def note(
+        self, outbox: Table, row_ids: Sequence[int], changes: Sequence[Change], size: int
+    ) -> None:
+        """Remember changes just appended to `outbox` as rows `row_ids`."""
+        self.appended.extend(
+            (outbox, row_id, change) for row_id, change in zip(row_ids, changes, strict=True)
+        )
+        self.size += size
+
+    async def kept(self, session: AsyncSession) -> list[Change]:
+        """Those still in the transaction, in the order they were made.
+
+        A savepoint rolled back (a mutation refused after it wrote) took its outbox rows
+        with it, so the rows are asked for. [] when there are too many to hand back.
+        """
+        if not self.appended or self.size > MAX_COLLECTED_BYTES:
+            return []
+        present: set[int] = set()
+        for outbox in {table for table, _, _ in self.appended}:
+            wanted = [row_id for table, row_id, _ in self.appended if table is outbox]
+            present |= await still_present(session, outbox, wanted)
+        return [change for _, row_id, change in self.appended if row_id in present]
+
+
+@contextlib.contextmanager
+def collect_changes() -> Iterator[CollectedChanges]:
+    """Within the block, every `ChangeLog.record_all` of this task notes what it appended."""
+    collected = CollectedChanges()
+    token = _collector.set(collected)
+    try:
+        yield collected
+    finally:
+        _collector.reset(token)
 
 
 def new_change(

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldsync.contracts.changes import ChangeOp
+from fieldsync.contracts.changes import Change, ChangeOp, collect_changes
 from fieldsync.contracts.identity import Caller
 from fieldsync.kit.db.ledger import MutationLedger
 from fieldsync.kit.errors import Conflict, FieldsyncError, Forbidden, NotFound, ValidationFailed
@@ -125,9 +125,17 @@ class MutationResult(BaseModel):
 
 
 class AppliedMutations(BaseModel):
-    """One result per mutation, in the order they were sent."""
+    """One result per mutation, in the order they were sent.
+
+    `changes`: what the request's transaction committed, in the order it was made,
+    exactly as the owner's outbox publishes it on `CHANGES`. The sync service writes
+    them into its replica at once, so the push need not wait for the stream; the
+    stream's copies then change nothing there. Empty for a replay (nothing applied)
+    and when the changes were too large to send back.
+    """
 
     results: list[MutationResult]
+    changes: list[Change] = Field(default_factory=list)
 
 
 # --- applying, on the owner's side ------------------------------------------------------
@@ -153,8 +161,22 @@ async def apply_in_order(
     pydantic `ValidationError` it raises becomes that mutation's result (see
     `result_of_error`) and undoes only that mutation's writes. `apply_set`, when
     given, first applies the independent mutations it can set-based (see `ApplySet`).
-    With `request.all_or_nothing`, one mutation not applied undoes them all.
+    With `request.all_or_nothing`, one mutation not applied undoes them all. The
+    answer carries the changes the transaction keeps (`AppliedMutations.changes`).
     """
+    with collect_changes() as collected:
+        outcome = await _apply(session, ledger, request, apply_one, apply_set)
+    outcome.changes = await collected.kept(session)
+    return outcome
+
+
+async def _apply(
+    session: AsyncSession,
+    ledger: Table,
+    request: ApplyMutations,
+    apply_one: ApplyOne,
+    apply_set: ApplySet | None,
+) -> AppliedMutations:
     if not request.all_or_nothing:
         return await _apply_each(session, ledger, request, apply_one, apply_set)
     batch = await session.begin_nested()

@@ -9,7 +9,13 @@ stream's dedupe window; a relay that is down delays messages and never loses the
 """
 
 from fieldsync.kit.outbox.relay import OutboxRelay, message_id
-from fieldsync.kit.outbox.table import append, append_all, append_all_raw, outbox_table
+from fieldsync.kit.outbox.table import (
+    append,
+    append_all,
+    append_all_raw,
+    outbox_table,
+    still_present,
+)
 
 __all__ = [
     "OutboxRelay",
@@ -18,4 +24,5 @@ __all__ = [
     "append_all_raw",
     "message_id",
     "outbox_table",
+    "still_present",
 ]

@@ -93,6 +93,23 @@ def _append_statement(table: Table) -> TextClause:
     )
 
 
+async def still_present(session: AsyncSession, table: Table, row_ids: Sequence[int]) -> set[int]:
+    """Which of `row_ids` the caller's transaction still holds (a rolled-back savepoint
+    removes the rows appended inside it)."""
+    if not row_ids:
+        return set()
+    rows = await session.execute(_present_statement(table), {"ids": list(row_ids)})
+    return set(rows.scalars())
+
+
+@functools.cache
+def _present_statement(table: Table) -> TextClause:
+    # `= ANY(array)`: one prepared statement for any number of ids.
+    return text(
+        f"SELECT id FROM {table.name} WHERE id = ANY(:ids)"  # noqa: S608 - a table name, not input
+    ).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
+
 async def append_all_raw(
     connection: asyncpg.Connection,
     table: Table,

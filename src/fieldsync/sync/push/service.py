@@ -1,5 +1,9 @@
 """Push: check each mutation, send them to their owners in order, answer once the
-replica holds what was applied (so the client's next pull sees its own writes)."""
+replica holds what was applied (so the client's next pull sees its own writes).
+
+Each owner answers with the changes it committed, which are written into the replica
+at once (`write_through.py`); only what that did not cover is waited for on the stream.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from fieldsync.kit.runtime import Runtime
 from fieldsync.sync.push.checks import MutationChecks, referenced_keys
 from fieldsync.sync.push.replica import RecordKey, lookup, not_arrived
 from fieldsync.sync.push.schemas import PushIn, PushOut, PushResult
+from fieldsync.sync.push.write_through import write_through
 from fieldsync.sync.realtime.hub import hub_of, wait_for_event
 from fieldsync.sync.scope import building_scope
 
@@ -100,6 +105,9 @@ async def push(
             if result.version is not None and result.status is not MutationStatus.REJECTED:
                 key = (mutation.collection, mutation.id)
                 written[key] = max(written.get(key, 0), result.version)
+        for key, version in (await write_through(runtime, reply.changes)).items():
+            if written.get(key, version + 1) <= version:
+                del written[key]  # in the replica now
 
     await wait_until_replicated(runtime, caller, written)
     return PushOut(results=await _as_pushed(runtime, body, results))

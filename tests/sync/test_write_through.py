@@ -1,0 +1,114 @@
+"""Write-through: a push's own changes reach the replica with the owner's answer, and
+the stream's copies of them change nothing there."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from fieldsync.api.service import SERVICE as API
+from fieldsync.kit.runtime import Endpoints, Runtime
+from fieldsync.kit.settings import Settings
+from fieldsync.sync.ingest.ingester import ingest
+from fieldsync.sync.service import SERVICE as SYNC
+from fieldsync.workflows.service import SERVICE as WORKFLOWS
+from tests.sync.conftest import PUSH, Register, Replica, has_workflows, pulled_until
+
+
+def mutation(mutation_id: int, record_id: str, **fields: Any) -> dict[str, Any]:
+    return {"mutation_id": mutation_id, "collection": "buildings", "id": record_id, **fields}
+
+
+async def pushed(
+    client: httpx.AsyncClient, headers: dict[str, str], mutations: list[dict[str, Any]]
+) -> list[tuple[str, int | None]]:
+    response = await client.post(
+        PUSH, json={"client_id": "device-w", "mutations": mutations}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return [(result["status"], result.get("version")) for result in response.json()["results"]]
+
+
+class TestWithoutTheIngester:
+    """The sync service runs without its ingester: nothing reaches the replica by the
+    stream, so whatever a pull returns came with the owners' answers."""
+
+    @pytest.fixture
+    async def runtime(self, settings: Settings, endpoints: Endpoints) -> AsyncIterator[Runtime]:
+        without_ingester = dataclasses.replace(
+            SYNC, background=tuple(task for task in SYNC.background if task is not ingest)
+        )
+        # A push that had to wait for the stream would give up (503) quickly.
+        quick = settings.model_copy(update={"sync_push_wait_seconds": 1.0})
+        started = Runtime(quick, endpoints, [API, WORKFLOWS, without_ingester])
+        await started.start()
+        yield started
+        await started.stop()
+
+    async def test_a_push_is_pulled_back_at_once(
+        self, client: httpx.AsyncClient, register: Register
+    ) -> None:
+        admin = await register()
+        replica = Replica(admin)
+        await replica.pull(client)
+        kept, renamed, dropped = (str(uuid.uuid4()) for _ in range(3))
+
+        results = await pushed(
+            client,
+            admin.auth,
+            [
+                mutation(1, kept, op="upsert", data={"name": "Kept", "city": "Linz"}),
+                mutation(2, renamed, op="upsert", data={"name": "Old name"}),
+                mutation(3, dropped, op="upsert", data={"name": "Dropped"}),
+                mutation(4, renamed, op="upsert", data={"name": "New name"}, base_version=1),
+                mutation(5, dropped, op="delete", base_version=1),
+            ],
+        )
+
+        assert results == [
+            ("applied", 1),
+            ("applied", 1),
+            ("applied", 1),
+            ("applied", 2),
+            ("applied", 2),
+        ]
+        changes = await replica.pull(client)
+        assert {(c["id"], c["op"]) for c in changes} >= {(kept, "upsert"), (renamed, "upsert")}
+        buildings = replica.of("buildings")
+        assert set(buildings) == {kept, renamed}
+        assert (buildings[kept]["city"], buildings[kept]["version"]) == ("Linz", 1)
+        assert (buildings[renamed]["name"], buildings[renamed]["version"]) == ("New name", 2)
+        # The default workflows the new buildings get come by the stream: not here.
+        assert replica.of("workflows") == {}
+
+
+async def test_the_streams_copy_of_a_pushed_change_changes_nothing(
+    client: httpx.AsyncClient, register: Register, sync_database_url: str
+) -> None:
+    admin = await register()
+    building = str(uuid.uuid4())
+    assert await pushed(
+        client, admin.auth, [mutation(1, building, op="upsert", data={"name": "Once"})]
+    ) == [("applied", 1)]
+    connection = await asyncpg.connect(sync_database_url)
+    try:
+        query = (
+            "SELECT owner_version, sync_version, changed_at, change FROM sync_records"
+            " WHERE collection = 'buildings' AND record_id = $1"
+        )
+        written = await connection.fetchrow(query, uuid.UUID(building))
+        assert written is not None
+        assert written["owner_version"] == 1
+        # Its default workflow is published after the building's change, and the
+        # ingester takes the stream in order: once the workflow is pulled, the stream's
+        # copy of the building's change has been ingested too.
+        await pulled_until(client, Replica(admin), has_workflows(1))
+        assert await connection.fetchrow(query, uuid.UUID(building)) == written
+    finally:
+        await connection.close()
