@@ -13,9 +13,11 @@ import httpx
 import pytest
 
 from fieldsync.api.service import SERVICE as API
+from fieldsync.contracts.changes import Change, new_change
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
 from fieldsync.sync.ingest.ingester import ingest
+from fieldsync.sync.ingest.writer import write_batch
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
 from tests.sync.conftest import PUSH, Register, Replica, has_workflows, pulled_until
@@ -111,4 +113,54 @@ async def test_the_streams_copy_of_a_pushed_change_changes_nothing(
         await pulled_until(client, Replica(admin), has_workflows(1))
         assert await connection.fetchrow(query, uuid.UUID(building)) == written
     finally:
+        await connection.close()
+
+
+async def test_the_ingester_skips_what_the_replica_holds_without_a_write(
+    sync_database_url: str,
+) -> None:
+    organization, building = uuid.uuid4(), uuid.uuid4()
+
+    def change(version: int, name: str) -> Change:
+        return new_change(
+            "buildings",
+            record_id=building,
+            organization_id=organization,
+            building_id=building,
+            version=version,
+            data={"name": name},
+        )
+
+    connection = await asyncpg.connect(sync_database_url)
+    organization_row = (
+        "SELECT xmin::text, version FROM sync_organizations WHERE organization_id = $1"
+    )
+    try:
+        (written,) = await write_batch(connection, [change(3, "Written through")])
+        before = await connection.fetchrow(organization_row, organization)
+        assert before is not None
+        assert before["version"] == written.version
+
+        # The stream's copy, and an older change overtaken by it: nothing to do, and
+        # the organization row is not even locked for an update (same xmin).
+        assert (
+            await write_batch(connection, [change(2, "Older"), change(3, "Copy")], skip_known=True)
+            == []
+        )
+        assert await connection.fetchrow(organization_row, organization) == before
+
+        (newer,) = await write_batch(connection, [change(4, "Newer")], skip_known=True)
+        assert newer.version == written.version + 1
+        data = await connection.fetchval(
+            "SELECT data->>'name' FROM sync_records WHERE collection = 'buildings' AND record_id = $1",
+            building,
+        )
+        assert data == "Newer"
+    finally:
+        await connection.execute(
+            "DELETE FROM sync_records WHERE organization_id = $1", organization
+        )
+        await connection.execute(
+            "DELETE FROM sync_organizations WHERE organization_id = $1", organization
+        )
         await connection.close()

@@ -79,7 +79,9 @@ async def ingest(runtime: Runtime) -> None:
                 if not messages:
                     continue
                 async with pool.acquire() as connection:
-                    pokes = await write_batch(connection, parse(messages))
+                    # Pushes write their own changes through: their copies here are
+                    # skipped before any lock is taken.
+                    pokes = await write_batch(connection, parse(messages), skip_known=True)
                 await messages[-1].ack()
                 for poke in pokes:
                     await runtime.bus.publish(poke_subject(poke.organization_id), poke)
