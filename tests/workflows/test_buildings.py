@@ -334,6 +334,36 @@ async def test_a_batch_of_new_buildings_gets_their_workflows_in_one_transaction(
         org=org.id,
     )
     assert steps == [(len(new) * len(DEFAULT_STEPS),)]
+    # Their changes, as one create would record them: each workflow, then its steps in
+    # order, for every building in the batch's order.
+    published = [
+        Change.model_validate_json(bytes(payload))
+        for (payload,) in await rows(
+            database,
+            "SELECT payload FROM outbox WHERE subject LIKE :subjects ORDER BY id",
+            subjects=f"changes.{org.id}.%",
+        )
+    ]
+    per_workflow = 1 + len(DEFAULT_STEPS)
+    assert len(published) == len(new) * per_workflow
+    for number, building in enumerate(new):
+        workflow, *its_steps = published[number * per_workflow : (number + 1) * per_workflow]
+        assert (workflow.collection, workflow.building_id, workflow.version) == (
+            contract.WORKFLOWS_COLLECTION,
+            building,
+            1,
+        )
+        assert workflow.data is not None
+        assert (workflow.data["name"], workflow.data["status"]) == (DEFAULT_TEMPLATE_NAME, "open")
+        assert [step.collection for step in its_steps] == [contract.STEPS_COLLECTION] * len(
+            DEFAULT_STEPS
+        )
+        assert [step.data["workflow_id"] for step in its_steps if step.data] == [
+            str(workflow.id)
+        ] * len(DEFAULT_STEPS)
+        assert [step.data["position"] for step in its_steps if step.data] == sorted(
+            step.data["position"] for step in its_steps if step.data
+        )
 
     # Handled again (a redelivery), nothing more is made.
     await handle_batch(WorkflowsState.of(workflows_runtime), batch)

@@ -7,7 +7,8 @@ workflow and its steps (the deleted-building check and the template read inside)
 their changes in the outbox; `COMMIT`. A key used before answers its workflow after
 the second. The same rules as `WorkflowService.create`, whose session path pushed
 creates keep using: the same key constraint, building lock and deleted buildings.
-`ensure_defaults` does the consumer's bursts of new buildings in one transaction.
+`ensure_defaults` does the consumer's bursts of new buildings in one transaction, with
+one insert statement and one outbox statement per organization.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fieldsync.workflows.templates.service import StepCounts, ensure_default_tem
 from fieldsync.workflows.workflows.repository import (
     buildings_of_keys,
     find_by_key,
+    insert_defaults_from_template,
     insert_from_default_template,
     lock_and_find_by_key,
     lock_buildings,
@@ -102,6 +104,7 @@ async def ensure_defaults(
     """
     wanted = list(dict.fromkeys(buildings))  # once each, in order
     keys = [(org, contract.default_workflow_key(building)) for org, building in wanted]
+    fresh: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {}
     created = 0
     async with state.database.raw_connection() as connection, connection.transaction():
         # Sorted: two such transactions over the same buildings cannot deadlock.
@@ -112,19 +115,73 @@ async def ensure_defaults(
             used_for = in_use.get((organization_id, key))
             if used_for is not None and used_for != building_id:
                 raise Conflict("this idempotency key was used for another building")
-            if used_for is not None:
-                continue
-            new = NewWorkflow(
-                organization_id=organization_id, building_id=building_id, idempotency_key=key
-            )
-            try:
-                workflow = await _insert(connection, state.ids, new)
-            except NotFound:  # the building was deleted meanwhile
-                continue
-            if workflow is None:  # a concurrent create took the key: let the slow path say
-                raise Conflict("the idempotency key was taken meanwhile; retry")
-            created += 1
+            if used_for is None:
+                fresh.setdefault(organization_id, []).append((building_id, key))
+        for organization_id, new in fresh.items():
+            created += await _insert_defaults(connection, state.ids, organization_id, new)
     return created
+
+
+async def _insert_defaults(
+    connection: asyncpg.Connection,
+    ids: SnowflakeGenerator,
+    organization_id: uuid.UUID,
+    buildings: list[tuple[uuid.UUID, str]],
+) -> int:
+    """One organization's default workflows, their steps and their changes, in two
+    statements; how many were created. A retired building is skipped; a key taken
+    meanwhile is a Conflict (the caller's one-by-one path then answers each)."""
+    for _ in range(MAX_ATTEMPTS):
+        step_count = STEP_COUNTS.guess(organization_id)
+        rows = await insert_defaults_from_template(
+            connection,
+            organization_id=organization_id,
+            buildings=[
+                (building_id, ids.next_id(), new_public_id(), key) for building_id, key in buildings
+            ],
+            step_count=step_count,
+            step_ids=[ids.next_id() for _ in range(step_count * len(buildings))],
+            step_public_ids=[new_public_id() for _ in range(step_count * len(buildings))],
+        )
+        flags = rows[0]
+        if not flags["has_template"]:
+            await ensure_default_template(connection, ids, organization_id)
+            continue
+        if flags["step_count"] != step_count:
+            STEP_COUNTS.remember(organization_id, flags["step_count"])
+            continue
+        steps_of: dict[uuid.UUID, list[asyncpg.Record]] = {}
+        workflows: list[contract.Workflow] = []
+        for row in rows:
+            if row["workflow_uuid"] is None:
+                continue
+            if row["workflow_uuid"] not in steps_of:
+                steps_of[row["workflow_uuid"]] = []
+                workflows.append(_new_workflow(row))
+            steps_of[row["workflow_uuid"]].append(row)
+        retired = set(flags["retired"] or ())
+        if len(workflows) + len(retired) != len(buildings):
+            raise Conflict("an idempotency key was taken meanwhile; retry")
+        changes: list[Change] = []
+        for workflow in workflows:
+            changes += _changes_of(organization_id, workflow, steps_of[workflow.id])
+        await _append(connection, ids, organization_id, changes)
+        return len(workflows)
+    raise Conflict("the organization's default template cannot be used now; retry")
+
+
+def _new_workflow(row: asyncpg.Record) -> contract.Workflow:
+    """A default workflow just inserted (a row of `insert_defaults_from_template`)."""
+    return contract.Workflow(
+        id=row["workflow_uuid"],
+        building_id=row["workflow_building_id"],
+        name=row["workflow_name"],
+        status=WorkflowStatus.OPEN,
+        assignee_id=None,
+        due_date=None,
+        updated_at=row["workflow_updated_at"],
+        version=1,
+    )
 
 
 async def create_once(
@@ -231,6 +288,13 @@ async def _record(
     rows: list[asyncpg.Record],
 ) -> None:
     """Append the changes of the new workflow and its steps to the outbox, in order."""
+    await _append(connection, ids, organization_id, _changes_of(organization_id, workflow, rows))
+
+
+def _changes_of(
+    organization_id: uuid.UUID, workflow: contract.Workflow, rows: list[asyncpg.Record]
+) -> list[Change]:
+    """The changes of a new workflow and of its steps (`step_*` columns of `rows`)."""
     changes = [_change(contract.WORKFLOWS_COLLECTION, organization_id, workflow, workflow)]
     for row in rows:
         if row["step_uuid"] is None:
@@ -252,6 +316,15 @@ async def _record(
                 contract.STEPS_COLLECTION, organization_id, workflow, step, row["step_updated_at"]
             )
         )
+    return changes
+
+
+async def _append(
+    connection: asyncpg.Connection,
+    ids: SnowflakeGenerator,
+    organization_id: uuid.UUID,
+    changes: list[Change],
+) -> None:
     await append_all_raw(
         connection,
         outbox,

@@ -232,6 +232,92 @@ async def buildings_of_keys(
     return {(row["organization_id"], row["idempotency_key"]): row["building_id"] for row in rows}
 
 
+# The default workflows of many buildings of one organization and their steps, in one
+# statement, as `_INSERT_FROM_DEFAULT_TEMPLATE` does for one: a retired building or a
+# taken key inserts nothing for that building, and a template without `$6` steps
+# inserts nothing at all. Building b (from 1) takes step ids (b - 1) * $6 + 1 .. b * $6.
+# Rows: the flags and the retired buildings on every row, then per inserted workflow
+# (in building order) its steps in order; one row of flags when nothing was inserted.
+_INSERT_DEFAULTS_FROM_TEMPLATE = """
+WITH template AS (
+    SELECT id, name FROM workflow_templates
+    WHERE organization_id = $1 AND is_default AND deleted_at IS NULL
+), template_steps AS (
+    SELECT s.title, s.position, s.required, row_number() OVER (ORDER BY s.position, s.id) AS n
+    FROM workflow_template_steps s JOIN template t ON s.template_id = t.id
+    WHERE s.deleted_at IS NULL
+), wanted AS (
+    SELECT w.building_id, w.id, w.uuid, w.key, w.b,
+           EXISTS (SELECT FROM retired_buildings r
+                   WHERE r.organization_id = $1 AND r.building_id = w.building_id) AS retired
+    FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[])
+         WITH ORDINALITY AS w(building_id, id, uuid, key, b)
+), fit AS (
+    SELECT EXISTS (SELECT FROM template) AS has_template,
+           (SELECT count(*) FROM template_steps) AS step_count,
+           (SELECT array_agg(building_id) FROM wanted WHERE retired) AS retired
+), workflow AS (
+    INSERT INTO workflows (id, uuid, organization_id, building_id, template_id, name, status,
+                           assignee_id, due_date, idempotency_key, deleted_at, version)
+    SELECT w.id, w.uuid, $1, w.building_id, t.id, t.name, 'open', NULL, NULL, w.key, NULL, 1
+    FROM wanted w, template t, fit
+    WHERE NOT w.retired AND fit.step_count = $6::int
+    ON CONFLICT ON CONSTRAINT uq_workflows_organization_id_idempotency_key DO NOTHING
+    RETURNING id, uuid, building_id, name, updated_at
+), steps AS (
+    INSERT INTO workflow_steps (id, uuid, workflow_id, title, position, required, done, value,
+                                completed_by, completed_at, deleted_at, version)
+    SELECT i.id, i.uuid, w.id, s.title, s.position, s.required, false, NULL, NULL, NULL, NULL, 1
+    FROM workflow w
+    JOIN wanted k ON k.id = w.id
+    CROSS JOIN template_steps s
+    JOIN unnest($7::bigint[], $8::uuid[]) WITH ORDINALITY AS i(id, uuid, n)
+      ON i.n = (k.b - 1) * $6::int + s.n
+    RETURNING id, uuid, workflow_id, title, position, required, updated_at
+)
+SELECT fit.has_template, fit.step_count, fit.retired,
+       w.uuid AS workflow_uuid, w.building_id AS workflow_building_id,
+       w.name AS workflow_name, w.updated_at AS workflow_updated_at,
+       s.uuid AS step_uuid, s.title AS step_title, s.position AS step_position,
+       s.required AS step_required, s.updated_at AS step_updated_at
+FROM fit LEFT JOIN workflow w ON true LEFT JOIN steps s ON s.workflow_id = w.id
+ORDER BY w.id, s.id
+"""
+
+
+async def insert_defaults_from_template(
+    connection: asyncpg.Connection,
+    *,
+    organization_id: uuid.UUID,
+    buildings: Sequence[tuple[uuid.UUID, int, uuid.UUID, str]],
+    step_count: int,
+    step_ids: Sequence[int],
+    step_public_ids: Sequence[uuid.UUID],
+) -> list[asyncpg.Record]:
+    """Insert default workflows of `(building, workflow id, public id, key)` rows and
+    `step_count` steps each (see `_INSERT_DEFAULTS_FROM_TEMPLATE`)."""
+    building_ids, workflow_ids, public_ids, keys = (
+        list(column) for column in zip(*buildings, strict=True)
+    )
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(
+            _INSERT_DEFAULTS_FROM_TEMPLATE,
+            organization_id,
+            building_ids,
+            workflow_ids,
+            public_ids,
+            keys,
+            step_count,
+            list(step_ids),
+            list(step_public_ids),
+        )
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise Conflict(
+            "the write conflicts with existing data", constraint=exc.constraint_name
+        ) from None
+    return rows
+
+
 async def lock_and_find_by_key(
     connection: asyncpg.Connection, lock_key: int, organization_id: uuid.UUID, key: str
 ) -> asyncpg.Record | None:
