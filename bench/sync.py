@@ -68,6 +68,7 @@ from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
 from fieldsync.kit.embedded.nats import EmbeddedNats, free_port
 from fieldsync.kit.security.keys import ensure_signing_key
+from fieldsync.workflows.templates.service import DEFAULT_STEPS
 from support import (
     Service,
     machine_cpu,
@@ -786,8 +787,10 @@ async def run_bench(
         for _ in range(args.rounds)
     ]
     # The updates run on a quiet machine: the default workflows of the new buildings are
-    # made first (the workflows service works through them in the background).
+    # made first (the workflows service works through them in the background), and the
+    # replica has ingested them and their steps.
     await wait_for_workflows(urls["workflows"], FIXTURE_BUILDINGS + args.mutations, 900)
+    await wait_for_replica(urls["sync"], FIXTURE_BUILDINGS + args.mutations, 900)
     updates = [
         building_update(mutation["id"], versions[mutation["id"]], number)
         for number, mutation in enumerate(creates)
@@ -854,6 +857,25 @@ async def wait_for_workflows(database_url: str, count: int, timeout: float) -> N
             return
         await asyncio.sleep(0.2)
     print(f"warning: fewer than {count} workflows after {timeout:.0f} s", flush=True)
+
+
+async def wait_for_replica(database_url: str, workflows: int, timeout: float) -> None:
+    """Wait until the sync replica holds `workflows` workflows and all their steps."""
+    query = (
+        "SELECT count(*) FILTER (WHERE collection = 'workflows'),"
+        " count(*) FILTER (WHERE collection = 'workflow_steps') FROM sync_records"
+    )
+    deadline = time.monotonic() + timeout
+    connection = await asyncpg.connect(database_url)
+    try:
+        while time.monotonic() < deadline:
+            held, steps = await connection.fetchrow(query)
+            if held >= workflows and steps >= workflows * len(DEFAULT_STEPS):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+    print(f"warning: the replica holds fewer than {workflows} workflows", flush=True)
 
 
 # --- the report ------------------------------------------------------------------------
