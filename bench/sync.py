@@ -13,10 +13,13 @@ baselines. It registers an admin (`POST /api/v1/auth/register`) and then measure
 2. Push: `--mutations` building creates in batches of 500, sequentially, through
    `POST /api/v1/sync/push` (owner write, outbox, CHANGES stream, replica, reply),
    against raw asyncpg `executemany` INSERTs of the same rows into a plain table.
-   Then, once the workflows service has made the new buildings' default workflows,
-   the same number of updates of those buildings (each with its `base_version`)
-   against raw `executemany` UPDATEs by id. The default is 5,000 to keep a run near
-   3 minutes on a small machine; the issue's figure is `--mutations 20000`.
+   Then, once the workflows service has made the new buildings' default workflows and
+   the replica holds them, the same number of updates of those buildings (each with
+   its `base_version`) against raw `executemany` UPDATEs by id. Then as many updates
+   again from `--pushers` clients at once (each takes the next batch when its last one
+   is answered), against the same sequential raw floor: the service's capacity when
+   many devices push together. The default is 5,000 to keep a run short on a small
+   machine; the issue's figure is `--mutations 20000`.
 3. Single-mutation round trip: `--single` sequential pushes of one building update.
 4. Realtime: `--clients` SSE connections (`GET /api/v1/sync/stream`) on the one sync
    process; the sync process's memory per idle connection, and for `--pokes` building
@@ -27,7 +30,7 @@ the default workflows the workflows service makes for 20,000 new buildings (in t
 background, from the api's building changes) do not load the machine while they run.
 
     python bench/sync.py [--records N] [--mutations N] [--single N] [--clients N]
-                         [--pokes N] [--rounds N] [--pool-size N]
+                         [--pokes N] [--rounds N] [--pushers N] [--pool-size N]
 
 Needs PostgreSQL at FIELDSYNC_BENCH_DATABASE_URL (default
 postgresql://postgres@127.0.0.1:5432/postgres). It creates and drops its own databases
@@ -796,11 +799,24 @@ async def run_bench(
         for number, mutation in enumerate(creates)
     ]
     batches = [updates[start : start + BATCH] for start in range(0, len(updates), BATCH)]
-    results["update"], _ = await push_phase("updates", pusher, batches, cpu)
+    results["update"], versions = await push_phase("updates", pusher, batches, cpu)
     results["update"]["raw_seconds"] = [
         await raw_writes(urls["raw"], organization_id, batches, update=True)
         for _ in range(args.rounds)
     ]
+    # The same number of updates again, from several clients at once: what the service
+    # takes when many devices push together (the raw floor stays the sequential one).
+    if args.pushers > 1:
+        updates = [
+            building_update(mutation["id"], versions[mutation["id"]], number + args.mutations)
+            for number, mutation in enumerate(creates)
+        ]
+        batches = [updates[start : start + BATCH] for start in range(0, len(updates), BATCH)]
+        pushers = [
+            Pusher(sync_client, f"bench-push-{secrets.token_hex(3)}") for _ in range(args.pushers)
+        ]
+        results["parallel"] = await parallel_push_phase(pushers, batches, cpu)
+        results["parallel"]["raw_seconds"] = results["update"]["raw_seconds"]
     report(args, results)
     print(f"\ntook {time.monotonic() - wall_started:.0f} s before clean-up", flush=True)
 
@@ -839,6 +855,42 @@ async def push_phase(
         "cpu": CpuProbe.used(before, cpu.sample()),
     }
     return phase, versions
+
+
+async def parallel_push_phase(
+    pushers: list[Pusher], batches: list[list[dict[str, Any]]], cpu: CpuProbe
+) -> dict[str, Any]:
+    """Push `batches` from several clients at once, each taking the next batch when done."""
+    statuses: Counter[str] = Counter()
+    batch_seconds: list[float] = []
+    total = sum(len(batch) for batch in batches)
+    print(
+        f"\n[push] {total:,} updates in {len(batches)} batches of {BATCH},"
+        f" {len(pushers)} clients at once",
+        flush=True,
+    )
+    waiting = iter(batches)  # shared: each batch is taken by one client
+
+    async def client(pusher: Pusher) -> None:
+        for batch in waiting:
+            batch_started = time.perf_counter()
+            for result in await pusher.push([dict(mutation) for mutation in batch]):
+                statuses[result["status"]] += 1
+            batch_seconds.append(time.perf_counter() - batch_started)
+
+    before = cpu.sample()
+    started = time.perf_counter()
+    await asyncio.gather(*(client(pusher) for pusher in pushers))
+    return {
+        "count": total,
+        "seconds": time.perf_counter() - started,
+        "batches": batch_seconds,
+        "statuses": statuses,
+        "retries": sum(pusher.retries for pusher in pushers),
+        "failures": sum((pusher.failures for pusher in pushers), Counter()),
+        "cpu": CpuProbe.used(before, cpu.sample()),
+        "clients": len(pushers),
+    }
 
 
 async def count_workflows(database_url: str) -> int:
@@ -881,14 +933,14 @@ async def wait_for_replica(database_url: str, workflows: int, timeout: float) ->
 # --- the report ------------------------------------------------------------------------
 
 
-def report_push(push: dict[str, Any], what: str, statement: str) -> None:
+def report_push(push: dict[str, Any], what: str, statement: str, how: str = "sequential") -> None:
     """One push phase against its raw floor."""
     rate = push["count"] / push["seconds"]
     raw_rate = push["count"] / statistics.median(push["raw_seconds"])
     ratio = rate / raw_rate
     batches = push["batches"]
     print(
-        f"push {push['count']:,} {what} in batches of {BATCH}, sequential:\n"
+        f"push {push['count']:,} {what} in batches of {BATCH}, {how}:\n"
         f"  push (reply after the replica holds the writes) {rate:10,.0f} mutations/s"
         f" ({push['seconds']:.1f} s; batch p50 {percentile(batches, 0.5):.2f} s,"
         f" max {max(batches):.2f} s)\n"
@@ -932,6 +984,14 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f" {push['workflows'] - FIXTURE_BUILDINGS:,} of {push['count']:,}"
     )
     report_push(results["update"], "building updates (base_version set)", "UPDATE by id")
+    if "parallel" in results:
+        parallel = results["parallel"]
+        report_push(
+            parallel,
+            "building updates (base_version set)",
+            "UPDATE by id",
+            how=f"{parallel['clients']} clients at once (raw floor: one connection, sequential)",
+        )
 
     latencies, statuses, retries, single_cpu = results["single"]
     p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
@@ -1001,6 +1061,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000, help="SSE connections")
     parser.add_argument("--pokes", type=int, default=5, help="changes delivered to the clients")
     parser.add_argument("--rounds", type=int, default=3, help="pull rounds and raw push rounds")
+    parser.add_argument(
+        "--pushers",
+        type=int,
+        default=4,
+        help="clients pushing the last round of updates at once (1: skip that round)",
+    )
     parser.add_argument(
         "--pool-size",
         type=int,
