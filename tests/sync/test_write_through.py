@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,7 @@ from fieldsync.api.service import SERVICE as API
 from fieldsync.contracts.changes import Change, new_change
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
-from fieldsync.sync.ingest.ingester import ingest
+from fieldsync.sync.ingest.ingester import ingest, not_yet_held, parse
 from fieldsync.sync.ingest.writer import write_batch
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
@@ -116,7 +117,15 @@ async def test_the_streams_copy_of_a_pushed_change_changes_nothing(
         await connection.close()
 
 
-async def test_the_ingester_skips_what_the_replica_holds_without_a_write(
+@dataclass
+class Delivered:
+    """What the ingester reads of a delivered message."""
+
+    data: bytes
+    subject: str = "changes.test"
+
+
+async def test_the_ingester_drops_what_the_replica_holds_before_validating_it(
     sync_database_url: str,
 ) -> None:
     organization, building = uuid.uuid4(), uuid.uuid4()
@@ -131,31 +140,33 @@ async def test_the_ingester_skips_what_the_replica_holds_without_a_write(
             data={"name": name},
         )
 
+    def delivered(change: Change) -> Delivered:
+        return Delivered(change.model_dump_json().encode())
+
     connection = await asyncpg.connect(sync_database_url)
-    organization_row = (
-        "SELECT xmin::text, version FROM sync_organizations WHERE organization_id = $1"
-    )
     try:
         (written,) = await write_batch(connection, [change(3, "Written through")])
-        before = await connection.fetchrow(organization_row, organization)
-        assert before is not None
-        assert before["version"] == written.version
-
-        # The stream's copy, and an older change overtaken by it: nothing to do, and
-        # the organization row is not even locked for an update (same xmin).
-        assert (
-            await write_batch(connection, [change(2, "Older"), change(3, "Copy")], skip_known=True)
-            == []
+        older, copy, newer = (
+            delivered(change(2, "Older")),
+            delivered(change(3, "Copy")),
+            delivered(change(4, "Newer")),
         )
-        assert await connection.fetchrow(organization_row, organization) == before
+        malformed = Delivered(b'{"collection": "buildings", "id": "not a uuid"')
+        assignment = Delivered(b'{"collection": "assignments", "id": "x", "version": 1}')
+        batch = [older, copy, malformed, newer, assignment]
 
-        (newer,) = await write_batch(connection, [change(4, "Newer")], skip_known=True)
-        assert newer.version == written.version + 1
-        data = await connection.fetchval(
-            "SELECT data->>'name' FROM sync_records WHERE collection = 'buildings' AND record_id = $1",
+        # The older change and the stream's copy of what is held go; what is newer, and
+        # whatever cannot be read that way, stay for validation (which skips the bad).
+        fresh = await not_yet_held(connection, batch)  # type: ignore[arg-type]
+        assert fresh == [malformed, newer, assignment]
+        (poke,) = await write_batch(connection, parse(fresh))  # type: ignore[arg-type]
+        assert poke.version == written.version + 1
+        name = await connection.fetchval(
+            "SELECT data->>'name' FROM sync_records"
+            " WHERE collection = 'buildings' AND record_id = $1",
             building,
         )
-        assert data == "Newer"
+        assert name == "Newer"
     finally:
         await connection.execute(
             "DELETE FROM sync_records WHERE organization_id = $1", organization

@@ -10,17 +10,20 @@ writer turns into no-ops by comparing owner versions.
 from __future__ import annotations
 
 import contextlib
+import uuid
 
+import asyncpg
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from fieldsync.contracts.changes import CHANGES_STREAM, Change
+from fieldsync.contracts.collections import COLLECTIONS
 from fieldsync.contracts.sync import poke_subject
 from fieldsync.kit.db.leader import lead_when_elected
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import ConsumerSpec, DurableMessage
 from fieldsync.kit.runtime import Runtime
-from fieldsync.sync.ingest.writer import write_batch
+from fieldsync.sync.ingest.writer import RecordVersion, newer_than_replica, write_batch
 
 log = get_logger(__name__)
 
@@ -63,6 +66,39 @@ def parse(messages: list[DurableMessage]) -> list[Change]:
     return changes
 
 
+def _peek(message: DurableMessage) -> RecordVersion | None:
+    """A record change's (collection, id) and version, read without validating it; None
+    for anything else (an assignment, an unknown collection, a malformed message)."""
+    try:
+        change = orjson.loads(message.data)
+        collection, version = change["collection"], change["version"]
+        if collection not in COLLECTIONS or type(version) is not int or not 0 < version < 2**63:
+            return None
+        return collection, uuid.UUID(change["id"]), version
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        return None
+
+
+async def not_yet_held(
+    connection: asyncpg.Connection, messages: list[DurableMessage]
+) -> list[DurableMessage]:
+    """The messages of a batch except record changes the replica holds at their version.
+
+    Those are the copies of what pushes wrote through; owner versions only grow, so an
+    unlocked read cannot wrongly drop a change. The rest is validated and written.
+    """
+    peeked = [_peek(message) for message in messages]
+    keys = [key for key in peeked if key is not None]
+    if not keys:
+        return messages
+    wanted = await newer_than_replica(connection, keys)
+    return [
+        message
+        for message, key in zip(messages, peeked, strict=True)
+        if key is None or key in wanted
+    ]
+
+
 async def ingest(runtime: Runtime) -> None:
     """Background task: lead the ingestion when elected, until cancelled."""
     database = runtime.databases[SERVICE_NAME]
@@ -80,8 +116,9 @@ async def ingest(runtime: Runtime) -> None:
                     continue
                 async with pool.acquire() as connection:
                     # Pushes write their own changes through: their copies here are
-                    # skipped before any lock is taken.
-                    pokes = await write_batch(connection, parse(messages), skip_known=True)
+                    # dropped before they are validated or any lock is taken.
+                    fresh = await not_yet_held(connection, messages)
+                    pokes = await write_batch(connection, parse(fresh)) if fresh else []
                 await messages[-1].ack()
                 for poke in pokes:
                     await runtime.bus.publish(poke_subject(poke.organization_id), poke)

@@ -55,14 +55,31 @@ WHERE a.owner_version < EXCLUDED.owner_version AND a.organization_id = EXCLUDED.
 RETURNING building_id, user_id
 """
 
-# Which changes are newer than the replica, read without a lock: owner versions only
-# grow, so a change this finds not newer stays a no-op whatever commits meanwhile.
+# Which (collection, id, version) changes are newer than the replica, read without a
+# lock: owner versions only grow, so a change found not newer stays a no-op whatever
+# commits meanwhile.
 NEWER_THAN_REPLICA = """
-SELECT t.c AS collection, t.i AS record_id
+SELECT t.c AS collection, t.i AS record_id, t.v AS version
 FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS t(c, i, v)
 LEFT JOIN sync_records r ON r.collection = t.c AND r.record_id = t.i
 WHERE r.owner_version IS NULL OR r.owner_version < t.v
 """
+
+RecordVersion = tuple[str, uuid.UUID, int]  # (collection, record id, owner version)
+
+
+async def newer_than_replica(
+    connection: asyncpg.Connection, keys: list[RecordVersion]
+) -> set[RecordVersion]:
+    """Those of `keys` the replica does not hold at (at least) that version."""
+    rows = await connection.fetch(
+        NEWER_THAN_REPLICA,
+        [collection for collection, _, _ in keys],
+        [record_id for _, record_id, _ in keys],
+        [version for _, _, version in keys],
+    )
+    return {(row["collection"], row["record_id"], row["version"]) for row in rows}
+
 
 LOCK_ORGANIZATION = """
 INSERT INTO sync_organizations AS o (organization_id) VALUES ($1)
@@ -133,39 +150,16 @@ def group(changes: list[Change]) -> dict[uuid.UUID, OrganizationBatch]:
     return batches
 
 
-async def write_batch(
-    connection: asyncpg.Connection, changes: list[Change], *, skip_known: bool = False
-) -> list[Poke]:
-    """Apply `changes` (in stream order) in one transaction; the pokes to send after commit.
-
-    `skip_known` first drops the records the replica already holds at their version
-    (the stream's copies of what a push wrote through): an organization left with
-    nothing is not locked and costs no write at all.
-    """
+async def write_batch(connection: asyncpg.Connection, changes: list[Change]) -> list[Poke]:
+    """Apply `changes` (in stream order) in one transaction; the pokes to send after commit."""
     pokes: list[Poke] = []
     async with connection.transaction():
         # Organizations in a fixed order: two ingesters (during a failover) cannot deadlock.
         for organization_id, batch in sorted(group(changes).items()):
-            if skip_known and batch.records:
-                await _drop_known(connection, batch)
-                if not batch.records and not batch.assignments:
-                    continue
             poke = await _write_organization(connection, organization_id, batch)
             if poke is not None:
                 pokes.append(poke)
     return pokes
-
-
-async def _drop_known(connection: asyncpg.Connection, batch: OrganizationBatch) -> None:
-    keys = list(batch.records)
-    newer = await connection.fetch(
-        NEWER_THAN_REPLICA,
-        [collection for collection, _ in keys],
-        [record_id for _, record_id in keys],
-        [batch.records[key].version for key in keys],
-    )
-    kept = {(row["collection"], row["record_id"]) for row in newer}
-    batch.records = {key: change for key, change in batch.records.items() if key in kept}
 
 
 async def _write_organization(
