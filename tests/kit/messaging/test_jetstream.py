@@ -372,6 +372,45 @@ async def test_a_fetch_keeps_the_message_it_holds_when_the_rest_fails(
         await consumer.close()
 
 
+async def test_a_fetch_keeps_the_message_it_holds_when_the_server_refuses_the_rest(
+    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An error status answering the pull for the rest (a consumer leadership change,
+    # say) must not drop the message already held, as a raise would.
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    for value in range(3):
+        await jetstream.publish(
+            names.subject("refused"), Reading(sensor="r", value=value), message_id=f"r-{value}"
+        )
+    spec = ConsumerSpec(stream=names.stream, durable="refused")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    real_request = consumer._request
+
+    async def refused_after_the_first(request: dict[str, Any]) -> None:
+        if "no_wait" not in request:
+            await real_request(request)
+            return
+        status = Msg(
+            _client=consumer._client,
+            subject=consumer._inbox,
+            headers={"Status": "409", "Description": "Leadership Change"},
+        )
+        await consumer._on_message(status)
+
+    monkeypatch.setattr(consumer, "_request", refused_after_the_first)
+    try:
+        (held,) = await consumer.fetch(batch=10, timeout=5.0)
+        assert held.stream_sequence == 1
+        monkeypatch.setattr(consumer, "_request", real_request)
+        rest = await fetch_exactly(consumer, 2)
+        assert [message.stream_sequence for message in rest] == [2, 3]
+        for message in [held, *rest]:
+            await message.ack()
+    finally:
+        await consumer.close()
+
+
 async def test_messages_that_come_after_a_fetch_gave_up_are_the_next_fetchs_first(
     jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
 ) -> None:

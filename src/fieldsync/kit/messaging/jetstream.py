@@ -196,14 +196,14 @@ class PullConsumer:
         pending = messages[-1].metadata.num_pending or 0
         wanted = min(batch - len(messages), pending)
         if wanted > 0:
+            # What is held is delivered to us: returning it when taking the rest fails,
+            # rather than raising, keeps a caller that acks cumulatively from skipping
+            # past it (an error status raised from the gather would drop it).
             try:
                 await self._request({"batch": wanted, "no_wait": True})
-            except nats.errors.Error as exc:
-                # What is held is delivered to us: returning it, rather than raising,
-                # keeps a caller that acks cumulatively from skipping past it.
-                log.warning("jetstream.fetch_rest_failed", error=type(exc).__name__)
-            else:
                 messages += await self._collect(wanted, GATHER_SECONDS)
+            except nats.errors.Error as exc:
+                log.warning("jetstream.fetch_rest_failed", error=type(exc).__name__)
         return [DurableMessage(message) for message in messages]
 
     async def _request(self, request: dict[str, Any]) -> None:
