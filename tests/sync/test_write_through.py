@@ -11,17 +11,20 @@ from typing import Any
 
 import asyncpg
 import httpx
+import nats
 import pytest
 
 from fieldsync.api.service import SERVICE as API
-from fieldsync.contracts.changes import Change, new_change
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, new_change
+from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
-from fieldsync.sync.ingest.ingester import ingest, not_yet_held, parse
+from fieldsync.sync.ingest.ingester import INGEST_CONSUMER, ingest, not_yet_held, parse
 from fieldsync.sync.ingest.writer import write_batch
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
 from tests.sync.conftest import PUSH, Register, Replica, has_workflows, pulled_until
+from tests.workflows.support import eventually
 
 
 def mutation(mutation_id: int, record_id: str, **fields: Any) -> dict[str, Any]:
@@ -91,8 +94,12 @@ class TestWithoutTheIngester:
         assert replica.of("workflows") == {}
 
 
-async def test_the_streams_copy_of_a_pushed_change_changes_nothing(
-    client: httpx.AsyncClient, register: Register, sync_database_url: str
+async def test_the_ingester_acknowledges_the_copies_it_passes_over(
+    client: httpx.AsyncClient,
+    register: Register,
+    runtime: Runtime,
+    sync_database_url: str,
+    nats_server: NatsEndpoints,
 ) -> None:
     admin = await register()
     building = str(uuid.uuid4())
@@ -110,11 +117,25 @@ async def test_the_streams_copy_of_a_pushed_change_changes_nothing(
         assert written["owner_version"] == 1
         # Its default workflow is published after the building's change, and the
         # ingester takes the stream in order: once the workflow is pulled, the stream's
-        # copy of the building's change has been ingested too.
+        # copy of the building's change has been through the ingester too.
         await pulled_until(client, Replica(admin), has_workflows(1))
         assert await connection.fetchrow(query, uuid.UUID(building)) == written
     finally:
         await connection.close()
+
+    # Whether it dropped a copy or wrote a change, the ingester acks through the end of
+    # the stream once it is quiet (an ack held back for a gap would stay behind).
+    admin_client = await nats.connect(nats_server.url)
+    try:
+        stream = admin_client.jetstream()
+
+        async def caught_up() -> bool:
+            last = (await stream.stream_info(CHANGES_STREAM.name)).state.last_seq
+            return await runtime.bus.jetstream.acknowledged_through(INGEST_CONSUMER) == last
+
+        await eventually(caught_up)
+    finally:
+        await admin_client.close()
 
 
 @dataclass

@@ -390,20 +390,28 @@ async def test_a_batch_create_that_fails_leaves_each_building_to_its_own_attempt
 
 
 async def test_a_batch_skips_a_deleted_building_and_creates_the_others(
-    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime, database: Database
 ) -> None:
-    org, deleted, fine = buildings.org, uuid.uuid4(), uuid.uuid4()
+    org, deleted, fine, also_fine = buildings.org, uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     await buildings.handled(await buildings.publish(buildings.change(deleted, ChangeOp.DELETE)))
     subject = change_subject(org.id, BUILDINGS_COLLECTION)
     batch = [
         FakeMessage(buildings.change(b, ChangeOp.UPSERT).model_dump_json().encode(), subject)
-        for b in (deleted, fine)
+        for b in (fine, deleted, also_fine)
     ]
     await handle_batch(WorkflowsState.of(workflows_runtime), batch)
 
-    assert [m.outcome for m in batch] == [("ack", None), ("ack", None)]
+    assert [m.outcome for m in batch] == [("ack", None)] * 3
     assert (await workflows.list(org.manager, building_id=deleted)).items == []
-    assert len((await workflows.list(org.manager, building_id=fine)).items) == 1
+    made = await rows(
+        database,
+        "SELECT building_id, xmin::text FROM workflows WHERE organization_id = :org",
+        org=org.id,
+    )
+    assert sorted(building for building, _ in made) == sorted([fine, also_fine])
+    # Made by the batch's one transaction: the deleted building did not send the batch
+    # to the one-by-one path.
+    assert len({transaction for _, transaction in made}) == 1
 
 
 async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings) -> None:

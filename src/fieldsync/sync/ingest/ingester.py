@@ -1,10 +1,14 @@
 """The ingester: a durable pull consumer on CHANGES feeding the replica, batch by batch.
 
-One ingester is active (advisory-lock leader among sync replicas), so each
-organization's versions are assigned and committed in stream order. A batch is
+One ingester is active (advisory-lock leader among sync replicas); it writes each
+batch in stream order, and pushes write their own changes through beside it (the
+organization row lock orders both, so versions still commit in order). A batch is
 committed, then acknowledged (one ack covers the batch: the consumer acks "all"),
-then announced with pokes. A crash before the ack redelivers the batch, which the
-writer turns into no-ops by comparing owner versions.
+then announced with pokes. An ack covers every earlier message, so the ingester acks
+only up to where the stream sequences it has handled run without a gap; what was
+delivered but not handled (a batch whose write failed before a restart, a delivery
+lost with the connection) comes back after the ack wait, and redelivered changes the
+replica holds turn into no-ops by comparing owner versions.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ SERVICE_NAME = "sync"
 INGEST_CONSUMER = ConsumerSpec(
     stream=CHANGES_STREAM.name,
     durable="sync-ingest",
-    filter_subjects=("changes.>",),
+    # Every subject of the stream: its stream sequences then have no holes of their
+    # own, which `last_without_gap` relies on.
+    filter_subjects=tuple(CHANGES_STREAM.subjects),
     ack_all=True,
     # A failed-over ingester gets the unacknowledged batch again after this long.
     ack_wait_seconds=10.0,
@@ -99,6 +105,23 @@ async def not_yet_held(
     ]
 
 
+def last_without_gap(handled: int, messages: list[DurableMessage]) -> DurableMessage | None:
+    """The message to ack after handling `messages`: the last of an unbroken run of stream
+    sequences right after `handled` (the consumer acks "all": acking it acks everything
+    before it), or None when the batch does not continue from `handled`.
+
+    The consumer's filter takes every subject of the stream, so its stream sequences
+    have no holes of their own; redelivered messages at or below `handled` are ignored.
+    """
+    by_sequence = {message.stream_sequence: message for message in messages}
+    last: DurableMessage | None = None
+    sequence = handled + 1
+    while sequence in by_sequence:
+        last = by_sequence[sequence]
+        sequence += 1
+    return last
+
+
 async def ingest(runtime: Runtime) -> None:
     """Background task: lead the ingestion when elected, until cancelled."""
     database = runtime.databases[SERVICE_NAME]
@@ -109,6 +132,7 @@ async def ingest(runtime: Runtime) -> None:
         await jetstream.ensure_consumer(INGEST_CONSUMER)
         consumer = await jetstream.pull(INGEST_CONSUMER)
         pool = await database.raw_pool()
+        handled = await jetstream.acknowledged_through(INGEST_CONSUMER)
         try:
             while True:
                 messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
@@ -119,7 +143,20 @@ async def ingest(runtime: Runtime) -> None:
                     # dropped before they are validated or any lock is taken.
                     fresh = await not_yet_held(connection, messages)
                     pokes = await write_batch(connection, parse(fresh)) if fresh else []
-                await messages[-1].ack()
+                last = last_without_gap(handled, messages)
+                if last is not None:
+                    await last.ack()
+                    handled = last.stream_sequence
+                else:
+                    # Earlier messages were delivered but not handled (a failed batch
+                    # before a restart, a delivery lost with the connection): acking
+                    # now would ack them too. They come back after the ack wait.
+                    handled = await jetstream.acknowledged_through(INGEST_CONSUMER)
+                    log.warning(
+                        "ingest.waiting_for_redelivery",
+                        handled_through=handled,
+                        first_fetched=min(m.stream_sequence for m in messages),
+                    )
                 for poke in pokes:
                     await runtime.bus.publish(poke_subject(poke.organization_id), poke)
         finally:

@@ -11,6 +11,7 @@ arrive, their owner versions are not newer, and they change nothing.
 from __future__ import annotations
 
 import asyncpg
+import nats.errors
 
 from fieldsync.contracts.changes import Change
 from fieldsync.contracts.sync import poke_subject
@@ -40,7 +41,12 @@ async def write_through(runtime: Runtime, changes: list[Change]) -> dict[RecordK
         log.warning("push.write_through_failed", error=str(exc)[:200])
         return {}
     for poke in pokes:
-        await runtime.bus.publish(poke_subject(poke.organization_id), poke)
+        # The writes are committed: a lost poke only delays other clients' pulls (their
+        # streams recheck), it must not fail the push.
+        try:
+            await runtime.bus.publish(poke_subject(poke.organization_id), poke)
+        except nats.errors.Error as exc:
+            log.warning("push.poke_failed", error=type(exc).__name__)
     written: dict[RecordKey, int] = {}
     for change in changes:
         key = (change.collection, change.id)

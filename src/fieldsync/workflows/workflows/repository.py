@@ -237,7 +237,8 @@ async def buildings_of_keys(
 # taken key inserts nothing for that building, and a template without `$6` steps
 # inserts nothing at all. Building b (from 1) takes step ids (b - 1) * $6 + 1 .. b * $6.
 # Rows: the flags and the retired buildings on every row, then per inserted workflow
-# (in building order) its steps in order; one row of flags when nothing was inserted.
+# (in the order of `$2`) its steps by position; one row of flags when nothing was
+# inserted.
 _INSERT_DEFAULTS_FROM_TEMPLATE = """
 WITH template AS (
     SELECT id, name FROM workflow_templates
@@ -280,8 +281,11 @@ SELECT fit.has_template, fit.step_count, fit.retired,
        w.name AS workflow_name, w.updated_at AS workflow_updated_at,
        s.uuid AS step_uuid, s.title AS step_title, s.position AS step_position,
        s.required AS step_required, s.updated_at AS step_updated_at
-FROM fit LEFT JOIN workflow w ON true LEFT JOIN steps s ON s.workflow_id = w.id
-ORDER BY w.id, s.id
+FROM fit
+LEFT JOIN workflow w ON true
+LEFT JOIN wanted k ON k.id = w.id
+LEFT JOIN steps s ON s.workflow_id = w.id
+ORDER BY k.b, s.position, s.id
 """
 
 
