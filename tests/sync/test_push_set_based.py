@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from tests.sync.conftest import Register, Replica, create_building
+from tests.sync.conftest import Register, Replica, create_building, pulled_until
 from tests.sync.test_push import mutation, push
 
 
@@ -16,7 +16,8 @@ async def test_a_large_mixed_push_reaches_the_next_pull_once_per_change(
     admin = await register()
     taken = await create_building(client, admin, name="Taken", floors=1)
     replica = Replica(admin)
-    await replica.pull(client)
+    # Made over HTTP, it reaches the replica through the stream: wait for it.
+    await pulled_until(client, replica, lambda r: taken["id"] in r.of("buildings"))
     new_ids = [str(uuid.uuid4()) for _ in range(120)]
     twice = new_ids[0]
     batch = [

@@ -133,7 +133,9 @@ async def test_the_ingester_acknowledges_the_copies_it_passes_over(
             last = (await stream.stream_info(CHANGES_STREAM.name)).state.last_seq
             return await runtime.bus.jetstream.acknowledged_through(INGEST_CONSUMER) == last
 
-        await eventually(caught_up)
+        # Within the ack wait (10 s) and then some: a runtime stopped by an earlier test
+        # may have left a delivered message unhandled, which comes back only after it.
+        await eventually(caught_up, timeout=30.0)
     finally:
         await admin_client.close()
 
