@@ -144,6 +144,16 @@ async def ingest(runtime: Runtime) -> None:
                     fresh = await not_yet_held(connection, messages)
                     pokes = await write_batch(connection, parse(fresh)) if fresh else []
                 last = last_without_gap(handled, messages)
+                if last is None:
+                    # A hole before this batch. Messages purged or deleted from the
+                    # stream never come: count them as handled, then look again.
+                    first = min(message.stream_sequence for message in messages)
+                    handled = await jetstream.deleted_after(
+                        CHANGES_STREAM.name,
+                        await jetstream.acknowledged_through(INGEST_CONSUMER),
+                        first,
+                    )
+                    last = last_without_gap(handled, messages)
                 if last is not None:
                     await last.ack()
                     handled = last.stream_sequence
@@ -151,11 +161,10 @@ async def ingest(runtime: Runtime) -> None:
                     # Earlier messages were delivered but not handled (a failed batch
                     # before a restart, a delivery lost with the connection): acking
                     # now would ack them too. They come back after the ack wait.
-                    handled = await jetstream.acknowledged_through(INGEST_CONSUMER)
                     log.warning(
                         "ingest.waiting_for_redelivery",
                         handled_through=handled,
-                        first_fetched=min(m.stream_sequence for m in messages),
+                        first_fetched=first,
                     )
                 for poke in pokes:
                     await runtime.bus.publish(poke_subject(poke.organization_id), poke)
