@@ -1,5 +1,4 @@
-"""A fetched batch of CHANGES: malformed messages are skipped, the rest kept in order, and
-the ack never covers a message that was not handled."""
+"""Parsing a fetched batch of CHANGES: malformed messages are skipped, the rest kept in order."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from nats.aio.msg import Msg
 
 from fieldsync.contracts.changes import change_bytes, new_change
 from fieldsync.kit.messaging.jetstream import DurableMessage
-from fieldsync.sync.ingest.ingester import last_without_gap, parse
+from fieldsync.sync.ingest.ingester import parse
 
 
 def message(data: bytes) -> DurableMessage:
@@ -54,27 +53,3 @@ def test_malformed_messages_are_skipped_and_the_rest_kept() -> None:
         (2, None),
         (3, {"name": "third"}),
     ]
-
-
-class Sequenced:
-    """A fetched message as `last_without_gap` sees it: its stream sequence."""
-
-    def __init__(self, stream_sequence: int) -> None:
-        self.stream_sequence = stream_sequence
-
-
-def acked(handled: int, *sequences: int) -> int | None:
-    batch = [Sequenced(sequence) for sequence in sequences]
-    last = last_without_gap(handled, batch)  # type: ignore[arg-type]
-    return None if last is None else last.stream_sequence
-
-
-def test_the_ack_covers_only_an_unbroken_run_after_what_was_handled() -> None:
-    assert acked(10, 11, 12, 13) == 13
-    # Redeliveries of handled messages come first and are passed over.
-    assert acked(10, 9, 10, 11, 12) == 12
-    # A gap: 11 was delivered before but never handled; acking 13 would ack it too.
-    assert acked(10, 12, 13) is None
-    # The run stops at the first hole; what follows it is not acked yet.
-    assert acked(10, 11, 12, 14, 15) == 12
-    assert acked(10) is None

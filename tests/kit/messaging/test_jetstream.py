@@ -442,46 +442,6 @@ async def test_messages_that_come_after_a_fetch_gave_up_are_the_next_fetchs_firs
         await consumer.close()
 
 
-async def test_acknowledged_through_follows_acks_and_purges(
-    jetstream: JetStream, admin: JetStreamContext, names: Names
-) -> None:
-    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
-    subject = names.subject("floor")
-    await jetstream.publish_batch(
-        names.stream, [(subject, str(value).encode(), f"f-{value}") for value in range(4)]
-    )
-    spec = ConsumerSpec(stream=names.stream, durable="floor", ack_all=True)
-    await jetstream.ensure_consumer(spec)
-    assert await jetstream.acknowledged_through(spec) == 0
-    consumer = await jetstream.pull(spec)
-    try:
-        fetched = await fetch_exactly(consumer, 4)
-        await fetched[1].ack()  # acks the first two
-        assert await jetstream.acknowledged_through(spec) == 2
-        # Messages purged from the stream will never come: nothing before them is left.
-        await admin.purge_stream(names.stream)
-        assert await jetstream.acknowledged_through(spec) == 4
-    finally:
-        await consumer.close()
-
-
-async def test_deleted_after_passes_over_messages_deleted_from_the_stream(
-    jetstream: JetStream, admin: JetStreamContext, names: Names
-) -> None:
-    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
-    subject = names.subject("holes")
-    await jetstream.publish_batch(
-        names.stream, [(subject, str(value).encode(), f"h-{value}") for value in range(6)]
-    )
-    await admin.delete_msg(names.stream, 2)
-    await admin.delete_msg(names.stream, 3)
-    # After 1, sequences 2 and 3 will never come; 4 is still there.
-    assert await jetstream.deleted_after(names.stream, 1, before=6) == 3
-    assert await jetstream.deleted_after(names.stream, 3, before=6) == 3
-    # Never at or past `before` (the first sequence the caller holds).
-    assert await jetstream.deleted_after(names.stream, 1, before=3) == 2
-
-
 async def test_a_fetch_from_a_consumer_that_is_gone_raises(
     jetstream: JetStream, admin: JetStreamContext, names: Names
 ) -> None:

@@ -311,30 +311,6 @@ class JetStream:
         """Create or update a durable pull consumer."""
         await self._context.add_consumer(spec.stream, spec.to_config())
 
-    async def acknowledged_through(self, spec: ConsumerSpec) -> int:
-        """The stream sequence up to which the consumer has nothing left to handle.
-
-        Its ack floor, or the stream's first sequence less one when messages before it
-        are gone (purged or expired): those will never be delivered.
-        """
-        consumer = await self._context.consumer_info(spec.stream, spec.durable)
-        stream = await self._context.stream_info(spec.stream)
-        acknowledged = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
-        return max(int(acknowledged or 0), int(stream.state.first_seq) - 1)
-
-    async def deleted_after(self, stream: str, sequence: int, before: int) -> int:
-        """The last of the stream sequences right after `sequence` (and below `before`)
-        whose messages were deleted from the stream: they will never be delivered.
-        `sequence` itself when the next message is still there."""
-        while sequence + 1 < before:
-            try:
-                await self._context.get_msg(stream, sequence + 1)
-            except nats.js.errors.NotFoundError:
-                sequence += 1
-                continue
-            break
-        return sequence
-
     async def pull(self, spec: ConsumerSpec) -> PullConsumer:
         """A fetcher bound to an existing durable consumer."""
         consumer = PullConsumer(self._client, spec.stream, spec.durable)

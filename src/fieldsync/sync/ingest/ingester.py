@@ -4,11 +4,14 @@ One ingester is active (advisory-lock leader among sync replicas); it writes eac
 batch in stream order, and pushes write their own changes through beside it (the
 organization row lock orders both, so versions still commit in order). A batch is
 committed, then acknowledged (one ack covers the batch: the consumer acks "all"),
-then announced with pokes. An ack covers every earlier message, so the ingester acks
-only up to where the stream sequences it has handled run without a gap; what was
-delivered but not handled (a batch whose write failed before a restart, a delivery
-lost with the connection) comes back after the ack wait, and redelivered changes the
-replica holds turn into no-ops by comparing owner versions.
+then announced with pokes. Redelivered changes the replica holds are no-ops.
+
+Known gap: an ack covers every message delivered before it. A batch delivered but not
+handled (its write failed and the ingester restarted, or it was in flight when the
+previous leader stopped) is therefore acked by the next batch's ack before JetStream
+redelivers it. Holding acks at a hole in the stream sequences was tried and dropped:
+JetStream acks "all" by delivery order, so a redelivered message's ack also acked
+newer messages the ingester had not yet seen again, and acks could stall for good.
 """
 
 from __future__ import annotations
@@ -35,9 +38,7 @@ SERVICE_NAME = "sync"
 INGEST_CONSUMER = ConsumerSpec(
     stream=CHANGES_STREAM.name,
     durable="sync-ingest",
-    # Every subject of the stream: its stream sequences then have no holes of their
-    # own, which `last_without_gap` relies on.
-    filter_subjects=tuple(CHANGES_STREAM.subjects),
+    filter_subjects=("changes.>",),
     ack_all=True,
     # A failed-over ingester gets the unacknowledged batch again after this long.
     ack_wait_seconds=10.0,
@@ -105,23 +106,6 @@ async def not_yet_held(
     ]
 
 
-def last_without_gap(handled: int, messages: list[DurableMessage]) -> DurableMessage | None:
-    """The message to ack after handling `messages`: the last of an unbroken run of stream
-    sequences right after `handled` (the consumer acks "all": acking it acks everything
-    before it), or None when the batch does not continue from `handled`.
-
-    The consumer's filter takes every subject of the stream, so its stream sequences
-    have no holes of their own; redelivered messages at or below `handled` are ignored.
-    """
-    by_sequence = {message.stream_sequence: message for message in messages}
-    last: DurableMessage | None = None
-    sequence = handled + 1
-    while sequence in by_sequence:
-        last = by_sequence[sequence]
-        sequence += 1
-    return last
-
-
 async def ingest(runtime: Runtime) -> None:
     """Background task: lead the ingestion when elected, until cancelled."""
     database = runtime.databases[SERVICE_NAME]
@@ -132,7 +116,6 @@ async def ingest(runtime: Runtime) -> None:
         await jetstream.ensure_consumer(INGEST_CONSUMER)
         consumer = await jetstream.pull(INGEST_CONSUMER)
         pool = await database.raw_pool()
-        handled = await jetstream.acknowledged_through(INGEST_CONSUMER)
         try:
             while True:
                 messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
@@ -143,29 +126,7 @@ async def ingest(runtime: Runtime) -> None:
                     # dropped before they are validated or any lock is taken.
                     fresh = await not_yet_held(connection, messages)
                     pokes = await write_batch(connection, parse(fresh)) if fresh else []
-                last = last_without_gap(handled, messages)
-                if last is None:
-                    # A hole before this batch. Messages purged or deleted from the
-                    # stream never come: count them as handled, then look again.
-                    first = min(message.stream_sequence for message in messages)
-                    handled = await jetstream.deleted_after(
-                        CHANGES_STREAM.name,
-                        await jetstream.acknowledged_through(INGEST_CONSUMER),
-                        first,
-                    )
-                    last = last_without_gap(handled, messages)
-                if last is not None:
-                    await last.ack()
-                    handled = last.stream_sequence
-                else:
-                    # Earlier messages were delivered but not handled (a failed batch
-                    # before a restart, a delivery lost with the connection): acking
-                    # now would ack them too. They come back after the ack wait.
-                    log.warning(
-                        "ingest.waiting_for_redelivery",
-                        handled_through=handled,
-                        first_fetched=first,
-                    )
+                await messages[-1].ack()
                 for poke in pokes:
                     await runtime.bus.publish(poke_subject(poke.organization_id), poke)
         finally:
