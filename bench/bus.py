@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.msg import Msg
@@ -225,16 +226,22 @@ CHANGE_JSON = (
 )
 
 
+async def timed_drain(fetch: Callable[[], Awaitable[list[Any]]], count: int) -> float:
+    """Seconds for `fetch` to bring `count` messages; the last is acked (the consumers
+    ack "all")."""
+    started, fetched = time.perf_counter(), []
+    while len(fetched) < count:
+        fetched += await fetch()
+    seconds = time.perf_counter() - started
+    await fetched[-1].ack()
+    return seconds
+
+
 async def drain_kit(url: str, bus: Bus, spec: ConsumerSpec, count: int) -> float:
-    """Seconds for the kit's consumer to fetch `count` messages (acked once, at the end)."""
+    """Seconds for the kit's consumer to fetch `count` messages."""
     consumer = await bus.jetstream.pull(spec)
     try:
-        started, fetched = time.perf_counter(), []
-        while len(fetched) < count:
-            fetched += await consumer.fetch(PULL_BATCH, timeout=2.0)
-        seconds = time.perf_counter() - started
-        await fetched[-1].ack()
-        return seconds
+        return await timed_drain(lambda: consumer.fetch(PULL_BATCH, timeout=2.0), count)
     finally:
         await consumer.close()
 
@@ -246,12 +253,7 @@ async def drain_raw(url: str, bus: Bus, spec: ConsumerSpec, count: int) -> float
         subscription = await client.jetstream().pull_subscribe_bind(
             durable=spec.durable, stream=spec.stream
         )
-        started, fetched = time.perf_counter(), []
-        while len(fetched) < count:
-            fetched += await subscription.fetch(PULL_BATCH, timeout=2.0)
-        seconds = time.perf_counter() - started
-        await fetched[-1].ack()
-        return seconds
+        return await timed_drain(lambda: subscription.fetch(PULL_BATCH, timeout=2.0), count)
     finally:
         await client.close()
 

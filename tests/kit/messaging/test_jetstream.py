@@ -335,11 +335,14 @@ async def test_a_fetch_takes_what_is_pending_in_one_go(jetstream: JetStream, nam
         await consumer.close()
 
 
-async def test_a_fetch_keeps_the_message_it_holds_when_the_rest_fails(
-    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failure", ["request fails", "server refuses"])
+async def test_a_fetch_keeps_the_message_it_holds_when_taking_the_rest_fails(
+    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     # A cumulative ack after a fetch that dropped what it held would ack that message
-    # unprocessed: the held one must come back even when taking the rest fails.
+    # unprocessed: the held one must come back whether the pull for the rest cannot be
+    # sent (a reconnect) or the server answers it with an error status (a consumer
+    # leadership change, say).
     await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
     for value in range(3):
         await jetstream.publish(
@@ -353,54 +356,21 @@ async def test_a_fetch_keeps_the_message_it_holds_when_the_rest_fails(
 
     async def failing_after_the_first(request: dict[str, Any]) -> None:
         requests.append(request)
-        if len(requests) > 1:
+        if len(requests) == 1:
+            await real_request(request)
+        elif failure == "request fails":
             raise nats.errors.ConnectionReconnectingError
-        await real_request(request)
+        else:
+            status = {"Status": "409", "Description": "Leadership Change"}
+            await consumer._on_message(
+                Msg(_client=consumer._client, subject=consumer._inbox, headers=status)
+            )
 
     monkeypatch.setattr(consumer, "_request", failing_after_the_first)
     try:
         (held,) = await consumer.fetch(batch=10, timeout=5.0)
         # The second pull asked for the two reported pending, at once.
         assert requests[1] == {"batch": 2, "no_wait": True}
-        assert held.stream_sequence == 1
-        monkeypatch.setattr(consumer, "_request", real_request)
-        rest = await fetch_exactly(consumer, 2)
-        assert [message.stream_sequence for message in rest] == [2, 3]
-        for message in [held, *rest]:
-            await message.ack()
-    finally:
-        await consumer.close()
-
-
-async def test_a_fetch_keeps_the_message_it_holds_when_the_server_refuses_the_rest(
-    jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # An error status answering the pull for the rest (a consumer leadership change,
-    # say) must not drop the message already held, as a raise would.
-    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
-    for value in range(3):
-        await jetstream.publish(
-            names.subject("refused"), Reading(sensor="r", value=value), message_id=f"r-{value}"
-        )
-    spec = ConsumerSpec(stream=names.stream, durable="refused")
-    await jetstream.ensure_consumer(spec)
-    consumer = await jetstream.pull(spec)
-    real_request = consumer._request
-
-    async def refused_after_the_first(request: dict[str, Any]) -> None:
-        if "no_wait" not in request:
-            await real_request(request)
-            return
-        status = Msg(
-            _client=consumer._client,
-            subject=consumer._inbox,
-            headers={"Status": "409", "Description": "Leadership Change"},
-        )
-        await consumer._on_message(status)
-
-    monkeypatch.setattr(consumer, "_request", refused_after_the_first)
-    try:
-        (held,) = await consumer.fetch(batch=10, timeout=5.0)
         assert held.stream_sequence == 1
         monkeypatch.setattr(consumer, "_request", real_request)
         rest = await fetch_exactly(consumer, 2)

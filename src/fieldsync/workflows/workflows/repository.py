@@ -131,12 +131,9 @@ FROM (SELECT pg_advisory_xact_lock_shared($1)) AS held
 LEFT JOIN workflows w ON w.organization_id = $2 AND w.idempotency_key = $3
 """
 
-# The workflow and its default template's steps, in one statement, unless the building
-# was deleted, the key is taken (a concurrent create: nothing is written), or the
-# template does not have as many steps as ids were given (nothing is written; the
-# caller retries with `step_count` ids). One row per inserted step, in order; a single
-# row of flags when nothing (or no step) was inserted.
-_INSERT_FROM_DEFAULT_TEMPLATE = """
+# The organization's ($1) default template and its live steps numbered by position: the
+# start of both insert statements below.
+_DEFAULT_TEMPLATE = """
 WITH template AS (
     SELECT id, name FROM workflow_templates
     WHERE organization_id = $1 AND is_default AND deleted_at IS NULL
@@ -144,7 +141,16 @@ WITH template AS (
     SELECT s.title, s.position, s.required, row_number() OVER (ORDER BY s.position, s.id) AS n
     FROM workflow_template_steps s JOIN template t ON s.template_id = t.id
     WHERE s.deleted_at IS NULL
-), fit AS (
+)"""
+
+# The workflow and its default template's steps, in one statement, unless the building
+# was deleted, the key is taken (a concurrent create: nothing is written), or the
+# template does not have as many steps as ids were given (nothing is written; the
+# caller retries with `step_count` ids). One row per inserted step, in order; a single
+# row of flags when nothing (or no step) was inserted.
+_INSERT_FROM_DEFAULT_TEMPLATE = (
+    _DEFAULT_TEMPLATE  # noqa: S608 - two constant texts joined, no input
+    + """, fit AS (
     SELECT EXISTS (SELECT FROM retired_buildings r
                    WHERE r.organization_id = $1 AND r.building_id = $2) AS retired,
            EXISTS (SELECT FROM template) AS has_template,
@@ -174,6 +180,7 @@ SELECT fit.retired, fit.has_template, fit.step_count,
 FROM fit LEFT JOIN workflow w ON true LEFT JOIN steps s ON true
 ORDER BY s.id
 """
+)
 
 
 async def find_by_key(
@@ -239,15 +246,9 @@ async def buildings_of_keys(
 # Rows: the flags and the retired buildings on every row, then per inserted workflow
 # (in the order of `$2`) its steps by position; one row of flags when nothing was
 # inserted.
-_INSERT_DEFAULTS_FROM_TEMPLATE = """
-WITH template AS (
-    SELECT id, name FROM workflow_templates
-    WHERE organization_id = $1 AND is_default AND deleted_at IS NULL
-), template_steps AS (
-    SELECT s.title, s.position, s.required, row_number() OVER (ORDER BY s.position, s.id) AS n
-    FROM workflow_template_steps s JOIN template t ON s.template_id = t.id
-    WHERE s.deleted_at IS NULL
-), wanted AS (
+_INSERT_DEFAULTS_FROM_TEMPLATE = (
+    _DEFAULT_TEMPLATE  # noqa: S608 - two constant texts joined, no input
+    + """, wanted AS (
     SELECT w.building_id, w.id, w.uuid, w.key, w.b,
            EXISTS (SELECT FROM retired_buildings r
                    WHERE r.organization_id = $1 AND r.building_id = w.building_id) AS retired
@@ -287,6 +288,7 @@ LEFT JOIN wanted k ON k.id = w.id
 LEFT JOIN steps s ON s.workflow_id = w.id
 ORDER BY k.b, s.position, s.id
 """
+)
 
 
 async def insert_defaults_from_template(
