@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from fieldsync.kit.embedded.nats import NatsEndpoints, free_port
 from fieldsync.kit.http.app import create_app
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
+from fieldsync.sync.ingest.ingester import ingest
 from fieldsync.sync.service import SERVICE as SYNC
 from fieldsync.workflows.service import SERVICE as WORKFLOWS
 from fieldsync.workflows.templates.service import DEFAULT_STEPS
@@ -61,6 +63,15 @@ async def runtime(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Run
     await started.start()
     yield started
     await started.stop()
+
+
+def without_ingester(settings: Settings, endpoints: Endpoints) -> Runtime:
+    """A runtime like `runtime`'s whose sync service does not ingest CHANGES (a test
+    starts `ingest` itself, or checks what reaches the replica without it)."""
+    sync = dataclasses.replace(
+        SYNC, background=tuple(task for task in SYNC.background if task is not ingest)
+    )
+    return Runtime(settings, endpoints, [API, WORKFLOWS, sync])
 
 
 @dataclass

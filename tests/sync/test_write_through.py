@@ -3,7 +3,6 @@ the stream's copies of them change nothing there."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,16 +13,20 @@ import httpx
 import nats
 import pytest
 
-from fieldsync.api.service import SERVICE as API
 from fieldsync.contracts.changes import CHANGES_STREAM, Change, new_change
 from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
-from fieldsync.sync.ingest.ingester import INGEST_CONSUMER, ingest, not_yet_held, parse
+from fieldsync.sync.ingest.ingester import INGEST_CONSUMER, not_yet_held, parse
 from fieldsync.sync.ingest.writer import write_batch
-from fieldsync.sync.service import SERVICE as SYNC
-from fieldsync.workflows.service import SERVICE as WORKFLOWS
-from tests.sync.conftest import PUSH, Register, Replica, has_workflows, pulled_until
+from tests.sync.conftest import (
+    PUSH,
+    Register,
+    Replica,
+    has_workflows,
+    pulled_until,
+    without_ingester,
+)
 from tests.workflows.support import eventually
 
 
@@ -47,12 +50,9 @@ class TestWithoutTheIngester:
 
     @pytest.fixture
     async def runtime(self, settings: Settings, endpoints: Endpoints) -> AsyncIterator[Runtime]:
-        without_ingester = dataclasses.replace(
-            SYNC, background=tuple(task for task in SYNC.background if task is not ingest)
-        )
         # A push that had to wait for the stream would give up (503) quickly.
         quick = settings.model_copy(update={"sync_push_wait_seconds": 1.0})
-        started = Runtime(quick, endpoints, [API, WORKFLOWS, without_ingester])
+        started = without_ingester(quick, endpoints)
         await started.start()
         yield started
         await started.stop()

@@ -427,6 +427,71 @@ async def test_a_fetch_from_a_consumer_that_is_gone_raises(
         await consumer.close()
 
 
+async def test_rewind_delivers_again_everything_after_the_ack_floor(
+    jetstream: JetStream, names: Names
+) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    subject = names.subject("rewound")
+    for value in range(5):
+        await jetstream.publish(subject, str(value).encode(), message_id=f"r-{value}")
+    spec = ConsumerSpec(stream=names.stream, durable="rewound", ack_all=True)
+    await jetstream.ensure_consumer(spec)
+
+    # A fetcher that acks the first two of the three it took, then stops: the third was
+    # delivered but never handled.
+    stopped = await jetstream.pull(spec)
+    taken = await fetch_exactly(stopped, 3)
+    await taken[1].ack()
+    await stopped.close()
+
+    assert await jetstream.rewind(spec) == 3
+    consumer = await jetstream.pull(spec)
+    try:
+        again = await fetch_exactly(consumer, 3)
+        assert [message.stream_sequence for message in again] == [3, 4, 5]
+    finally:
+        await consumer.close()
+
+
+async def test_rewind_of_a_consumer_that_does_not_answer_is_none(
+    jetstream: JetStream, names: Names
+) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    # The server answers a reset of a missing consumer as a server before 2.14 answers
+    # any reset: not at all.
+    missing = ConsumerSpec(stream=names.stream, durable="missing", ack_all=True)
+    assert await jetstream.rewind(missing, timeout=0.5) is None
+
+
+async def test_a_delivery_that_reached_another_fetcher_is_a_gap(
+    jetstream: JetStream, names: Names, nats_server: NatsEndpoints
+) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    subject = names.subject("gap")
+    for value in range(3):
+        await jetstream.publish(subject, str(value).encode(), message_id=f"g-{value}")
+    spec = ConsumerSpec(stream=names.stream, durable="gapped", ack_all=True)
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    (first,) = await fetch_exactly(consumer, 1)
+
+    # Another connection pulls the second message: to the fetcher, a lost delivery.
+    other: NatsClient = await nats.connect(nats_server.url)
+    try:
+        inbox = other.new_inbox()
+        subscription = await other.subscribe(inbox, max_msgs=1)
+        next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{names.stream}.gapped"
+        await other.publish(next_subject, b'{"batch": 1}', reply=inbox)
+        taken = await subscription.next_msg(timeout=5.0)
+        assert taken.metadata.sequence.stream == 2
+        with pytest.raises(jetstream_module.DeliveryGap):
+            await fetch_exactly(consumer, 1)
+    finally:
+        await other.close()
+        await consumer.close()
+    assert first.stream_sequence == 1
+
+
 @pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "one-by-one"])
 async def test_publish_batch_stores_each_message_once_in_order(
     jetstream: JetStream,

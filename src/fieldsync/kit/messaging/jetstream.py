@@ -149,6 +149,11 @@ class DurableMessage:
         await self._message.term()
 
 
+class DeliveryGap(Exception):
+    """A delivery of an ack-all consumer never reached this fetcher (lost on a
+    reconnect, or taken by another fetcher): acking what came after it would ack it too."""
+
+
 class PullConsumer:
     """Fetches batches from a durable consumer through one inbox of its own.
 
@@ -156,10 +161,16 @@ class PullConsumer:
     own (about 40 µs a message in bench/bus.py's pull scenario); this consumer sends
     the same pull requests (`$JS.API.CONSUMER.MSG.NEXT`) and collects the replies in
     a plain callback (about 13 µs). One fetch at a time per consumer.
+
+    Given `delivered` (the consumer's delivery sequence when this fetcher started), a
+    fetch checks that deliveries reach it without a gap and raises DeliveryGap if not.
     """
 
-    def __init__(self, client: NatsClient, stream: str, durable: str) -> None:
+    def __init__(
+        self, client: NatsClient, stream: str, durable: str, delivered: int | None = None
+    ) -> None:
         self._client = client
+        self._delivered = delivered
         self._next_subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = client.new_inbox()
         self._subscription: Subscription | None = None
@@ -204,7 +215,25 @@ class PullConsumer:
                 messages += await self._collect(wanted, GATHER_SECONDS)
             except nats.errors.Error as exc:
                 log.warning("jetstream.fetch_rest_failed", error=type(exc).__name__)
+        self._check_unbroken(messages)
         return [DurableMessage(message) for message in messages]
+
+    def _check_unbroken(self, messages: list[Msg]) -> None:
+        """Raise DeliveryGap unless `messages` continue the deliveries seen so far.
+
+        One fetcher gets its deliveries in order, so the first and last delivery
+        sequences and the count tell whether any is missing.
+        """
+        if self._delivered is None:
+            return
+        first = messages[0].metadata.sequence.consumer
+        last = messages[-1].metadata.sequence.consumer
+        if first != self._delivered + 1 or last - first + 1 != len(messages):
+            raise DeliveryGap(
+                f"delivery gap: deliveries {self._delivered + 1}..{last} reached this fetcher"
+                f" as {len(messages)} messages"
+            )
+        self._delivered = last
 
     async def _request(self, request: dict[str, Any]) -> None:
         await self._client.publish(self._next_subject, orjson.dumps(request), reply=self._inbox)
@@ -311,9 +340,36 @@ class JetStream:
         """Create or update a durable pull consumer."""
         await self._context.add_consumer(spec.stream, spec.to_config())
 
+    async def rewind(self, spec: ConsumerSpec, *, timeout: float = 2.0) -> int | None:
+        """Deliver again everything after the consumer's ack floor, delivered or not.
+
+        For a consumer that acks "all": a message delivered to a fetcher that stopped
+        before handling it would otherwise be acked by the next fetcher's first ack. The
+        reset API (`$JS.API.CONSUMER.RESET`, ADR-60) came with nats-server 2.14; older
+        servers do not answer it. Returns the stream sequence delivered next, or None
+        when the server did not answer (an older server, or no such consumer).
+        """
+        subject = f"{api.DEFAULT_PREFIX}.CONSUMER.RESET.{spec.stream}.{spec.durable}"
+        try:
+            reply = await self._client.request(subject, b"", timeout=timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            log.warning("jetstream.consumer_reset_unanswered", consumer=spec.durable)
+            return None
+        answer = orjson.loads(reply.data)
+        if "error" in answer:
+            nats.js.errors.APIError.from_error(answer["error"])  # raises the matching error
+        return int(answer["reset_seq"])
+
     async def pull(self, spec: ConsumerSpec) -> PullConsumer:
-        """A fetcher bound to an existing durable consumer."""
-        consumer = PullConsumer(self._client, spec.stream, spec.durable)
+        """A fetcher bound to an existing durable consumer.
+
+        For an ack-all consumer it checks that no delivery is missing (see PullConsumer).
+        """
+        delivered = None
+        if spec.ack_all:
+            info = await self._context.consumer_info(spec.stream, spec.durable)
+            delivered = info.delivered.consumer_seq if info.delivered else 0
+        consumer = PullConsumer(self._client, spec.stream, spec.durable, delivered)
         await consumer.start()
         return consumer
 

@@ -6,12 +6,12 @@ organization row lock orders both, so versions still commit in order). A batch i
 committed, then acknowledged (one ack covers the batch: the consumer acks "all"),
 then announced with pokes. Redelivered changes the replica holds are no-ops.
 
-Known gap: an ack covers every message delivered before it. A batch delivered but not
-handled (its write failed and the ingester restarted, or it was in flight when the
-previous leader stopped) is therefore acked by the next batch's ack before JetStream
-redelivers it. Holding acks at a hole in the stream sequences was tried and dropped:
-JetStream acks "all" by delivery order, so a redelivered message's ack also acked
-newer messages the ingester had not yet seen again, and acks could stall for good.
+A new leader (and a leader restarting after a failed batch) first rewinds the consumer
+to its ack floor: an ack covers every message delivered before it, so a batch delivered
+to a fetcher that stopped before handling it (its write failed, or the previous leader
+stopped with it in flight) would otherwise be acked by the next batch's ack and never
+reach the replica. After the rewind everything past the floor comes again in stream
+order; what the replica already holds is dropped as a copy.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ async def ingest(runtime: Runtime) -> None:
         jetstream = runtime.bus.jetstream
         await jetstream.ensure_stream(CHANGES_STREAM)
         await jetstream.ensure_consumer(INGEST_CONSUMER)
+        await jetstream.rewind(INGEST_CONSUMER)
         consumer = await jetstream.pull(INGEST_CONSUMER)
         pool = await database.raw_pool()
         try:
