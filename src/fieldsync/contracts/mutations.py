@@ -141,6 +141,9 @@ class AppliedMutations(BaseModel):
 # --- applying, on the owner's side ------------------------------------------------------
 
 ApplyOne = Callable[[Mutation], Awaitable[MutationResult]]
+# Attempts at applying first and recording after, before claiming first (each attempt
+# undone means a concurrent delivery of the same mutations committed meanwhile).
+OPTIMISTIC_ATTEMPTS = 3
 # Applies what it can of a request's claimed mutations in a few statements; the results
 # of those it applied (by mutation id). It may take only mutations whose outcome does
 # not depend on the others of the request (none of them touches the same record), so
@@ -209,12 +212,44 @@ async def _apply_each(
     apply_one: ApplyOne,
     apply_set: ApplySet | None,
 ) -> AppliedMutations:
+    """Apply the request's new mutations; the stored results of the others.
+
+    Optimistic: the mutations not recorded yet are applied in a savepoint and their
+    results recorded with one insert at the end. That insert waits for any concurrent
+    delivery of the same mutations; if one committed first, the attempt is undone and
+    made again with what it recorded. Past `OPTIMISTIC_ATTEMPTS`, mutations are claimed
+    before anything is applied, and their results stored after.
+    """
     claims = MutationLedger(
         session, ledger, user_id=request.caller.user_id, client_id=request.client_id
     )
     ids = [mutation.mutation_id for mutation in request.mutations]
+    for _ in range(OPTIMISTIC_ATTEMPTS):
+        stored = await claims.results(ids)
+        attempt = await session.begin_nested()
+        outcome, settled = await _apply_claimed(
+            session, request, set(ids) - set(stored), stored, apply_one, apply_set
+        )
+        if await claims.record(settled):
+            await attempt.commit()
+            return outcome
+        await attempt.rollback()
     claimed = await claims.claim(ids)
     stored = await claims.results([i for i in ids if i not in claimed])
+    outcome, settled = await _apply_claimed(session, request, claimed, stored, apply_one, apply_set)
+    await claims.settle(settled)
+    return outcome
+
+
+async def _apply_claimed(
+    session: AsyncSession,
+    request: ApplyMutations,
+    claimed: set[int],
+    stored: dict[int, dict[str, Any]],
+    apply_one: ApplyOne,
+    apply_set: ApplySet | None,
+) -> tuple[AppliedMutations, dict[int, dict[str, Any]]]:
+    """Apply the `claimed` mutations; the answer, and the results to store for them."""
     applied_together: dict[int, MutationResult] = {}
     if apply_set is not None and claimed:
         applied_together = await apply_set(
@@ -237,8 +272,7 @@ async def _apply_each(
                 result = result_of_error(mutation, exc)
         settled[mutation.mutation_id] = result.model_dump(mode="json")
         results.append(result)
-    await claims.settle(settled)
-    return AppliedMutations(results=results)
+    return AppliedMutations(results=results), settled
 
 
 def result_of_error(mutation: Mutation, error: FieldsyncError | ValidationError) -> MutationResult:
