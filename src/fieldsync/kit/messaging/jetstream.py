@@ -112,11 +112,17 @@ class Acknowledged:
 class DurableMessage:
     """A message fetched from a pull consumer; acknowledge it once handled."""
 
+    __slots__ = ("_message", "data", "subject")
+
     def __init__(self, message: Msg) -> None:
         self._message = message
         self.subject: str = message.subject
         self.data: bytes = message.data
-        self.headers: dict[str, str] = dict(message.headers or {})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The message's headers (a copy, made when asked for: most handlers never do)."""
+        return dict(self._message.headers or {})
 
     @property
     def stream_sequence(self) -> int:
