@@ -214,16 +214,18 @@ async def _apply_each(
 ) -> AppliedMutations:
     """Apply the request's new mutations; the stored results of the others.
 
-    Optimistic: the mutations not recorded yet are applied in a savepoint and their
-    results recorded with one insert at the end. That insert waits for any concurrent
-    delivery of the same mutations; if one committed first, the attempt is undone and
-    made again with what it recorded. Past `OPTIMISTIC_ATTEMPTS`, mutations are claimed
+    Deliveries of one client's requests take turns (`MutationLedger.lock`). Then the
+    mutations not recorded yet are applied in a savepoint and their results recorded
+    with one insert at the end. Should that insert find one recorded meanwhile (by a
+    process that does not take the lock, such as an older version mid-deploy), the
+    attempt is undone and made again with what was recorded. Past `OPTIMISTIC_ATTEMPTS`, mutations are claimed
     before anything is applied, and their results stored after.
     """
     claims = MutationLedger(
         session, ledger, user_id=request.caller.user_id, client_id=request.client_id
     )
     ids = [mutation.mutation_id for mutation in request.mutations]
+    await claims.lock()
     for _ in range(OPTIMISTIC_ATTEMPTS):
         stored = await claims.results(ids)
         attempt = await session.begin_nested()

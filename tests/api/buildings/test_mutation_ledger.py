@@ -6,8 +6,10 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from fieldsync.contracts.mutations import AppliedMutations, MutationStatus
+from fieldsync.kit.db.ledger import MutationLedger
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Runtime
@@ -105,9 +107,22 @@ async def test_a_mutation_is_named_by_user_client_and_id(
     assert (await get_building(client, admin, building["id"]))["floors"] == 2
 
 
+@pytest.mark.parametrize("locked", [True, False], ids=["taking-turns", "without-the-lock"])
 async def test_concurrent_identical_pushes_apply_once(
-    client: httpx.AsyncClient, register: Register, bus: Bus, runtime: Runtime
+    client: httpx.AsyncClient,
+    register: Register,
+    bus: Bus,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    locked: bool,
 ) -> None:
+    if not locked:
+        # As an owner that does not take the client's lock (an older version during a
+        # deploy): both apply at once, and the later record finds the first one's.
+        async def no_lock(self: MutationLedger) -> None:
+            return None
+
+        monkeypatch.setattr(MutationLedger, "lock", no_lock)
     admin = await register()
     building_id = str(uuid.uuid4())
     mutations = [upsert(1, building_id, {"name": "Floor 0"})] + [

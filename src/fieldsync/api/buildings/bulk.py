@@ -129,7 +129,7 @@ class BulkBuildingMutations:
                 # Asked for inside the block: the session emits the SAVEPOINT when its
                 # connection is first used there (the raw statements bypass the session).
                 connection = await driver_connection(self.session)
-                if not connection.is_in_transaction():  # never so after the ledger's claim
+                if not connection.is_in_transaction():  # never so after the ledger's lookup
                     return None
 
                 async def run(write: Callable[..., Awaitable[Written]], rows: list[Any]) -> Written:

@@ -59,6 +59,15 @@ class MutationLedger:
         self.user_id = user_id
         self.client_id = client_id
 
+    async def lock(self) -> None:
+        """Hold this client's mutations until the transaction ends.
+
+        Two deliveries of one client's request then take turns: the second finds the
+        first one's results instead of applying beside it, so they cannot deadlock on
+        the records they both touch (the second would lock records before the ledger).
+        """
+        await self.session.execute(_LOCK_STATEMENT, {"key": f"{self.user_id}/{self.client_id}"})
+
     async def claim(self, mutation_ids: list[int]) -> set[int]:
         """Claim mutations in one statement; the ids this transaction now owns.
 
@@ -116,6 +125,13 @@ class MutationLedger:
             "ids": ordered,
             "results": [orjson.dumps(results[mutation_id]).decode() for mutation_id in ordered],
         }
+
+
+# The two-key advisory lock space never meets the one-key locks of leaders and relays.
+LEDGER_LOCK_CLASS = 0x6C656467  # "ledg"
+_LOCK_STATEMENT = text(
+    f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_CLASS}, hashtext(:key))"
+).bindparams(bindparam("key", type_=Text))
 
 
 # Arrays keep each statement's text the same for any number of mutations: one prepared

@@ -352,8 +352,9 @@ class JetStream:
         For a consumer that acks "all": a message delivered to a fetcher that stopped
         before handling it would otherwise be acked by the next fetcher's first ack. The
         reset API (`$JS.API.CONSUMER.RESET`, ADR-60) came with nats-server 2.14; older
-        servers do not answer it. Returns the stream sequence delivered next, or None
-        when the server did not answer (an older server, or no such consumer).
+        servers do not answer it. Returns the stream sequence delivered next (delivery
+        sequences start again at 1), or None when the server did not answer (an older
+        server, or no such consumer) or refused.
         """
         subject = f"{api.DEFAULT_PREFIX}.CONSUMER.RESET.{spec.stream}.{spec.durable}"
         try:
@@ -362,22 +363,35 @@ class JetStream:
             log.warning("jetstream.consumer_reset_unanswered", consumer=spec.durable)
             return None
         answer = orjson.loads(reply.data)
-        if "error" in answer:
-            nats.js.errors.APIError.from_error(answer["error"])  # raises the matching error
+        if "error" in answer or "reset_seq" not in answer:
+            log.warning(
+                "jetstream.consumer_reset_refused",
+                consumer=spec.durable,
+                error=str(answer.get("error"))[:200],
+            )
+            return None
         return int(answer["reset_seq"])
 
-    async def pull(self, spec: ConsumerSpec) -> PullConsumer:
+    async def pull(self, spec: ConsumerSpec, *, delivered: int | None = None) -> PullConsumer:
         """A fetcher bound to an existing durable consumer.
 
-        For an ack-all consumer it checks that no delivery is missing (see PullConsumer).
+        Given `delivered`, the consumer's delivery sequence now, it checks that every
+        later delivery reaches it (see PullConsumer).
         """
-        delivered = None
-        if spec.ack_all:
-            info = await self._context.consumer_info(spec.stream, spec.durable)
-            delivered = info.delivered.consumer_seq if info.delivered else 0
         consumer = PullConsumer(self._client, spec.stream, spec.durable, delivered)
         await consumer.start()
         return consumer
+
+    async def rewind_and_pull(self, spec: ConsumerSpec) -> PullConsumer:
+        """Rewind an ack-all consumer, then a fetcher that checks for lost deliveries.
+
+        After a rewind the server counts deliveries from 1, so a delivery taken by
+        another fetcher meanwhile (a previous leader still running) shows as a gap at
+        once. On a server that cannot rewind, deliveries are not checked either: there a
+        gap could only be skipped, and dropping the fetched batch would lose more.
+        """
+        rewound = await self.rewind(spec)
+        return await self.pull(spec, delivered=None if rewound is None else 0)
 
     async def publish(
         self, subject: str, payload: BaseModel | bytes, *, message_id: str, timeout: float = 5.0

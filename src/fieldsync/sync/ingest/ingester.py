@@ -114,8 +114,7 @@ async def ingest(runtime: Runtime) -> None:
         jetstream = runtime.bus.jetstream
         await jetstream.ensure_stream(CHANGES_STREAM)
         await jetstream.ensure_consumer(INGEST_CONSUMER)
-        await jetstream.rewind(INGEST_CONSUMER)
-        consumer = await jetstream.pull(INGEST_CONSUMER)
+        consumer = await jetstream.rewind_and_pull(INGEST_CONSUMER)
         pool = await database.raw_pool()
         try:
             while True:
