@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    BindParameter,
     Column,
     DateTime,
     MetaData,
@@ -134,6 +135,15 @@ _LOCK_STATEMENT = text(
 ).bindparams(bindparam("key", type_=Text))
 
 
+def _client_batch() -> tuple[BindParameter[Any], ...]:
+    """The parameters every ledger statement takes: whose mutations, and which."""
+    return (
+        bindparam("user_id", type_=Uuid),
+        bindparam("client_id", type_=Text),
+        bindparam("ids", type_=ARRAY(BigInteger)),
+    )
+
+
 # Arrays keep each statement's text the same for any number of mutations: one prepared
 # statement, where a multi-row VALUES (or an executemany) costs per row.
 @functools.cache
@@ -142,11 +152,7 @@ def _claim_statement(table: Table) -> TextClause:
         f"INSERT INTO {table.name} (user_id, client_id, mutation_id)"  # noqa: S608 - a table name, not input
         " SELECT :user_id, :client_id, claimed FROM unnest(:ids) AS claimed"
         " ON CONFLICT DO NOTHING RETURNING mutation_id"
-    ).bindparams(
-        bindparam("user_id", type_=Uuid),
-        bindparam("client_id", type_=Text),
-        bindparam("ids", type_=ARRAY(BigInteger)),
-    )
+    ).bindparams(*_client_batch())
 
 
 # One primary-key probe per id, whatever the client's history: `OFFSET 0` keeps the
@@ -161,11 +167,7 @@ def _results_statement(table: Table) -> TextualSelect:
             " WHERE user_id = :user_id AND client_id = :client_id"
             " AND mutation_id = wanted.mutation_id OFFSET 0) AS found"
         )
-        .bindparams(
-            bindparam("user_id", type_=Uuid),
-            bindparam("client_id", type_=Text),
-            bindparam("ids", type_=ARRAY(BigInteger)),
-        )
+        .bindparams(*_client_batch())
         .columns(mutation_id=BigInteger, result=JSONB)
     )
 
@@ -177,12 +179,7 @@ def _record_statement(table: Table) -> TextClause:
         " SELECT :user_id, :client_id, recorded.mutation_id, recorded.result::jsonb"
         " FROM unnest(:ids, :results) AS recorded(mutation_id, result)"
         " ON CONFLICT DO NOTHING RETURNING mutation_id"
-    ).bindparams(
-        bindparam("user_id", type_=Uuid),
-        bindparam("client_id", type_=Text),
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("results", type_=ARRAY(Text)),
-    )
+    ).bindparams(*_client_batch(), bindparam("results", type_=ARRAY(Text)))
 
 
 @functools.cache
@@ -192,9 +189,4 @@ def _settle_statement(table: Table) -> TextClause:
         " FROM unnest(:ids, :results) AS settled(mutation_id, result)"
         " WHERE ledger.user_id = :user_id AND ledger.client_id = :client_id"
         " AND ledger.mutation_id = settled.mutation_id"
-    ).bindparams(
-        bindparam("user_id", type_=Uuid),
-        bindparam("client_id", type_=Text),
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("results", type_=ARRAY(Text)),
-    )
+    ).bindparams(*_client_batch(), bindparam("results", type_=ARRAY(Text)))
