@@ -1,4 +1,5 @@
-"""Parsing a fetched batch of CHANGES: malformed messages are skipped, the rest kept in order."""
+"""Reading a fetched batch of CHANGES: packed and single messages unpack in order, and
+malformed messages and changes are skipped with the rest kept."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from fieldsync.contracts.changes import change_bytes, new_change
+from fieldsync.contracts.changes import change_bytes, new_change, pack_changes
 from fieldsync.kit.messaging.jetstream import DurableMessage
-from fieldsync.sync.ingest.ingester import parse
+from fieldsync.sync.ingest.ingester import parse, unpack
 
 
 def message(data: bytes) -> DurableMessage:
@@ -32,7 +33,7 @@ def change(version: int, **data: Any) -> bytes:
 def test_a_clean_batch_is_parsed_whole_and_in_order() -> None:
     batch = [change(version, name=f"B{version}") for version in range(1, 6)]
 
-    parsed = parse([message(data) for data in batch])
+    parsed = parse(unpack([message(data) for data in batch]))
 
     assert [(c.version, c.data) for c in parsed] == [(v, {"name": f"B{v}"}) for v in range(1, 6)]
 
@@ -46,10 +47,29 @@ def test_malformed_messages_are_skipped_and_the_rest_kept() -> None:
         change(3, name="third"),
     ]
 
-    parsed = parse([message(data) for data in batch])
+    parsed = parse(unpack([message(data) for data in batch]))
 
     assert [(c.version, c.data) for c in parsed] == [
         (1, {"name": "first"}),
         (2, None),
         (3, {"name": "third"}),
+    ]
+
+
+def test_packed_messages_unpack_in_order_beside_single_ones() -> None:
+    batch = [
+        pack_changes([change(1, name="a"), change(2, name="b")]),
+        change(3, name="c"),  # one change alone, as relays published before packing
+        pack_changes([change(4, name="d"), b'{"collection": "buildings"}', change(5)]),
+        pack_changes([]),
+    ]
+
+    parsed = parse(unpack([message(data) for data in batch]))
+
+    assert [(c.version, c.data) for c in parsed] == [
+        (1, {"name": "a"}),
+        (2, {"name": "b"}),
+        (3, {"name": "c"}),
+        (4, {"name": "d"}),
+        (5, None),
     ]

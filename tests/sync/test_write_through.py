@@ -11,13 +11,14 @@ from typing import Any
 import asyncpg
 import httpx
 import nats
+import orjson
 import pytest
 
 from fieldsync.contracts.changes import CHANGES_STREAM, Change, new_change
 from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.runtime import Endpoints, Runtime
 from fieldsync.kit.settings import Settings
-from fieldsync.sync.ingest.ingester import INGEST_CONSUMER, not_yet_held, parse
+from fieldsync.sync.ingest.ingester import INGEST_CONSUMER, not_yet_held, parse, unpack
 from fieldsync.sync.ingest.writer import write_batch
 from tests.sync.conftest import (
     PUSH,
@@ -173,15 +174,20 @@ async def test_the_ingester_drops_what_the_replica_holds_before_validating_it(
             delivered(change(3, "Copy")),
             delivered(change(4, "Newer")),
         )
-        malformed = Delivered(b'{"collection": "buildings", "id": "not a uuid"')
+        malformed = Delivered(b'{"collection": "buildings", "id": "not a uuid", "version": 5}')
         assignment = Delivered(b'{"collection": "assignments", "id": "x", "version": 1}')
-        batch = [older, copy, malformed, newer, assignment]
+        batch = [
+            older,
+            Delivered(b"[" + copy.data + b"," + malformed.data + b"]"),
+            newer,
+            assignment,
+        ]
 
         # The older change and the stream's copy of what is held go; what is newer, and
         # whatever cannot be read that way, stay for validation (which skips the bad).
-        fresh = await not_yet_held(connection, batch)  # type: ignore[arg-type]
-        assert fresh == [malformed, newer, assignment]
-        (poke,) = await write_batch(connection, parse(fresh))  # type: ignore[arg-type]
+        fresh = await not_yet_held(connection, unpack(batch))  # type: ignore[arg-type]
+        assert fresh == [orjson.loads(m.data) for m in (malformed, newer, assignment)]
+        (poke,) = await write_batch(connection, parse(fresh))
         assert poke.version == written.version + 1
         name = await connection.fetchval(
             "SELECT data->>'name' FROM sync_records"

@@ -14,7 +14,13 @@ import pytest
 from nats.js import JetStreamContext
 
 from fieldsync.contracts import workflows as contract
-from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, change_subject
+from fieldsync.contracts.changes import (
+    CHANGES_STREAM,
+    Change,
+    ChangeOp,
+    change_subject,
+    pack_changes,
+)
 from fieldsync.contracts.workflows import WorkflowStatus
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.embedded.nats import NatsEndpoints
@@ -425,3 +431,34 @@ async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings
     finally:
         await unreachable.dispose()
     assert [m.outcome for m in batch] == [("nak", 4.0), ("nak", 4.0)]
+
+
+async def test_packed_messages_are_settled_whole_and_in_order(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+) -> None:
+    org = buildings.org
+    new, gone, kept = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+
+    def packed(*changes: Change | bytes) -> FakeMessage:
+        return FakeMessage(
+            pack_changes(
+                [c if isinstance(c, bytes) else c.model_dump_json().encode() for c in changes]
+            ),
+            subject,
+        )
+
+    batch = [
+        packed(buildings.change(new, ChangeOp.UPSERT), buildings.change(new, ChangeOp.UPSERT)),
+        # Created and deleted in one message: in order, so nothing is left.
+        packed(buildings.change(gone, ChangeOp.UPSERT), buildings.change(gone, ChangeOp.DELETE)),
+        # A malformed item is dropped; the message's good change is still applied.
+        packed(b'{"collection": "buildings"}', buildings.change(kept, ChangeOp.UPSERT)),
+        packed(b'{"collection": "buildings"}'),
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), batch)
+
+    assert [m.outcome for m in batch] == [("ack", None)] * 3 + [("term", None)]
+    assert len((await workflows.list(org.manager, building_id=new)).items) == 1
+    assert (await workflows.list(org.manager, building_id=gone)).items == []
+    assert len((await workflows.list(org.manager, building_id=kept)).items) == 1

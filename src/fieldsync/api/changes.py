@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.api.models import outbox
-from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog
+from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog, pack_changes
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.outbox import OutboxRelay
 from fieldsync.kit.runtime import Runtime
@@ -25,5 +25,6 @@ async def relay_outbox(runtime: Runtime) -> None:
         outbox,
         name="api",
         stream=CHANGES_STREAM.name,
+        pack=pack_changes,
     )
     await relay.run()

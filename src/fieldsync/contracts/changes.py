@@ -1,10 +1,13 @@
 """The change backbone: every committed change to a syncable record, in JetStream `CHANGES`.
 
 Owner services append a `Change` to their outbox in the transaction that makes it;
-their relay publishes it on `changes.<organization>.<collection>` with the outbox
-row id as `Nats-Msg-Id`. An owner applying pushed mutations also hands the changes
-of that transaction back to the sync service with its answer (`collect_changes`), so
-the pusher's own writes need not wait for the stream.
+their relay publishes it on `changes.<organization>.<collection>`. The relay packs the
+rows of one subject in a published batch into one message, a JSON array of changes
+(`pack_changes`): a push of 500 edits is then a message or two for the stream to store
+and each consumer to fetch and ack, not 500. Consumers read both shapes
+(`unpack_changes`): an array, or one change as an object. An owner applying pushed
+mutations also hands the changes of that transaction back to the sync service with its
+answer (`collect_changes`), so the pusher's own writes need not wait for the stream.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,3 +192,19 @@ def new_change(
 def change_bytes(change: Change) -> bytes:
     """A change as the outbox stores and the relay publishes it (JSON)."""
     return change.model_dump_json().encode()
+
+
+def pack_changes(payloads: Sequence[bytes]) -> bytes:
+    """One message holding several changes (each `change_bytes`), in order: a JSON array."""
+    return b"[" + b",".join(payloads) + b"]"
+
+
+def unpack_changes(data: bytes) -> list[Any]:
+    """The decoded, not yet validated, changes a CHANGES message holds, in order.
+
+    A packed message is an array; one change alone is an object (what relays published
+    before packing, and what a hand-written message may be). Raises ValueError when the
+    message is not JSON.
+    """
+    decoded = orjson.loads(data)
+    return decoded if isinstance(decoded, list) else [decoded]

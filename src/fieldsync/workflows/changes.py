@@ -7,7 +7,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog
+from fieldsync.contracts.changes import CHANGES_STREAM, ChangeLog, pack_changes
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.outbox import OutboxRelay
@@ -39,6 +39,11 @@ async def relay_outbox(runtime: Runtime) -> None:
             log.warning("cannot declare the CHANGES stream; retrying", error=str(exc))
             await asyncio.sleep(RETRY_SECONDS)
     relay = OutboxRelay(
-        state.database, jetstream, outbox, name=SERVICE_NAME, stream=CHANGES_STREAM.name
+        state.database,
+        jetstream,
+        outbox,
+        name=SERVICE_NAME,
+        stream=CHANGES_STREAM.name,
+        pack=pack_changes,
     )
     await relay.run()

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from fieldsync.api.models import outbox
-from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, unpack_changes
 from fieldsync.contracts.collections import BUILDINGS as BUILDINGS_COLLECTION
 from fieldsync.contracts.identity import Caller, Role
 from fieldsync.contracts.mutations import AppliedMutations, ApplyMutations, Mutation, MutationResult
@@ -22,6 +22,7 @@ from fieldsync.kit.messaging import Bus, ConsumerSpec
 from fieldsync.kit.messaging.jetstream import PullConsumer
 from fieldsync.kit.runtime import Runtime
 from tests.api.conftest import Account
+from tests.packing import Published, assert_packed
 
 BUILDINGS = "/api/v1/buildings"
 
@@ -89,18 +90,27 @@ class ChangeFeed:
     def __init__(self, consumer: PullConsumer) -> None:
         self._consumer = consumer
         self.changes: list[Change] = []
+        # The subject each change came on.
         self.subjects: list[str] = []
-        self.message_ids: list[str] = []
+        # The messages as stored (a message packs several changes).
+        self.messages: list[Published] = []
 
     async def _fetch(self) -> int:
         """One fetch (waits at most half a second); how many messages it brought."""
         messages = await self._consumer.fetch(100, timeout=0.5)
         for message in messages:
-            self.changes.append(Change.model_validate_json(message.data))
-            self.subjects.append(message.subject)
-            self.message_ids.append(message.headers["Nats-Msg-Id"])
+            changes = [Change.model_validate(item) for item in unpack_changes(message.data)]
+            self.changes += changes
+            self.subjects += [message.subject] * len(changes)
+            self.messages.append((message.subject, message.data, message.headers["Nats-Msg-Id"]))
             await message.ack()
         return len(messages)
+
+    def assert_carried(self, rows: list[Any]) -> None:
+        """The messages read carry exactly these outbox rows, packed as the relay does."""
+        assert_packed(
+            self.messages, [(row.id, row.subject, bytes(row.payload)) for row in rows], "api"
+        )
 
     async def wait_for(
         self, condition: Callable[[list[Change]], bool], *, timeout: float = 10.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +15,8 @@ from fieldsync.kit.db.engine import Database
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging import Bus, ConsumerSpec, StreamSpec
 from fieldsync.kit.messaging import jetstream as jetstream_module
-from fieldsync.kit.outbox import OutboxRelay, append, outbox_table
+from fieldsync.kit.outbox import OutboxRelay, append, outbox_table, packed_message_id
+from fieldsync.kit.outbox.relay import packs
 from tests import servers
 from tests.waiting import until
 
@@ -181,3 +182,77 @@ async def test_one_relay_leads_and_a_standby_takes_over(
         await asyncio.gather(*tasks, return_exceptions=True)
     messages = await stored(bus, stream)
     assert [payload for _, payload, _ in messages] == [b"while leading", b"after failover"]
+
+
+# --- packing: one message per subject of a batch ---------------------------------------
+
+
+def joined(payloads: Sequence[bytes]) -> bytes:
+    """A readable pack for the tests (CHANGES packs JSON arrays)."""
+    return b"|".join(payloads)
+
+
+async def append_to(database: Database, rows: list[tuple[str, bytes]]) -> list[int]:
+    """Commit (subject, payload) rows in this order, in one transaction; their ids."""
+    ids = SnowflakeGenerator(9)
+    async with database.sessions() as session:
+        appended = [
+            await append(session, OUTBOX, ids, subject=subject, payload=payload)
+            for subject, payload in rows
+        ]
+        await session.commit()
+    return appended
+
+
+async def test_a_batch_goes_out_as_one_message_per_subject(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    a, b = f"{stream}.a", f"{stream}.b"
+    ids = await append_to(database, [(a, b"a1"), (b, b"b1"), (a, b"a2"), (a, b"a3"), (b, b"b2")])
+
+    relay = relay_of(database, bus, stream, pack=joined)
+    assert await relay.publish_pending() == 5
+    assert await relay.publish_pending() == 0
+
+    # Each subject's rows in their order, its message where its first row was.
+    assert await stored(bus, stream) == [
+        (a, b"a1|a2|a3", packed_message_id(stream, [ids[0], ids[2], ids[3]])),
+        (b, b"b1|b2", packed_message_id(stream, [ids[1], ids[4]])),
+    ]
+
+
+async def test_a_republished_pack_is_dropped_and_a_grown_one_stored_again(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    subject = f"{stream}.a"
+    await append_to(database, [(subject, b"one"), (subject, b"two")])
+
+    async def crash(ids: list[int]) -> None:
+        raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        await relay_of(database, bus, stream, pack=joined, after_publish=crash).publish_pending()
+    # The same rows again: the same message id, which the stream drops.
+    with pytest.raises(SimulatedCrash):
+        await relay_of(database, bus, stream, pack=joined, after_publish=crash).publish_pending()
+    assert [data for _, data, _ in await stored(bus, stream)] == [b"one|two"]
+
+    # Rows committed meanwhile pack with them: a new id, stored. Each row is in the
+    # stream, in order; the earlier ones twice (copies consumers must take as no-ops).
+    await append_to(database, [(subject, b"three")])
+    assert await relay_of(database, bus, stream, pack=joined).publish_pending() == 3
+    assert [data for _, data, _ in await stored(bus, stream)] == [b"one|two", b"one|two|three"]
+
+
+def test_packs_are_cut_before_they_pass_the_size_cap() -> None:
+    rows = [(n, "s", b"x" * 40) for n in range(1, 6)] + [(6, "t", b"y" * 500)]
+
+    cut = packs(rows, max_bytes=100)
+
+    assert [(pack.subject, pack.row_ids) for pack in cut] == [
+        ("s", [1, 2]),
+        ("s", [3, 4]),
+        ("s", [5]),
+        ("t", [6]),  # alone over the cap: still published, on its own
+    ]
+    assert packs(rows, max_bytes=100) == cut  # the same rows pack the same way

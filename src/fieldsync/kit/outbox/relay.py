@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +30,56 @@ def message_id(relay: str, row_id: int) -> str:
     return f"{relay}:{row_id}"
 
 
+def packed_message_id(relay: str, row_ids: Sequence[int]) -> str:
+    """The `Nats-Msg-Id` of a message packing several rows: the first row and a digest.
+
+    Only the same rows packed again get the same id, so JetStream drops a republished
+    pack and never a pack holding a row the stored one lacked (after a crash between
+    publishing and marking, rows committed meanwhile can pack with republished ones:
+    those are stored again, as copies the stream's consumers drop).
+    """
+    if len(row_ids) == 1:
+        return message_id(relay, row_ids[0])
+    digest = hashlib.blake2b(b"".join(i.to_bytes(8, "big") for i in row_ids), digest_size=8)
+    return f"{relay}:{row_ids[0]}+{len(row_ids) - 1}:{digest.hexdigest()}"
+
+
+# One packed message stays well under NATS's default max_payload (1 MiB).
+PACK_MAX_BYTES = 256 * 1024
+
+Pack = Callable[[Sequence[bytes]], bytes]
+
+
+@dataclass
+class RowPack:
+    """Rows of one subject going out as one message."""
+
+    subject: str
+    row_ids: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+def packs(rows: Sequence[tuple[int, str, bytes]], max_bytes: int = PACK_MAX_BYTES) -> list[RowPack]:
+    """`rows` (id, subject, payload) packed by subject, in the order of their first rows.
+
+    Each subject's rows keep their order (one record's changes share a subject, so they
+    keep theirs); a pack is cut before it would pass `max_bytes`. The same rows always
+    pack the same way.
+    """
+    filling: dict[str, RowPack] = {}
+    ordered: list[RowPack] = []
+    for row_id, subject, payload in rows:
+        pack = filling.get(subject)
+        if pack is None or (pack.row_ids and pack.size + len(payload) > max_bytes):
+            pack = filling[subject] = RowPack(subject)
+            ordered.append(pack)
+        pack.row_ids.append(row_id)
+        pack.payloads.append(payload)
+        pack.size += len(payload)
+    return ordered
+
+
 def lock_key(name: str) -> int:
     """A stable 63-bit advisory-lock key for a relay name."""
     return int.from_bytes(hashlib.sha256(f"outbox:{name}".encode()).digest()[:8], "big") >> 1
@@ -36,6 +87,9 @@ def lock_key(name: str) -> int:
 
 class OutboxRelay:
     """Publishes a service's outbox to JetStream while it holds the relay lock.
+
+    Given `pack`, the rows of one subject in a batch go out as one message whose data
+    is `pack(payloads)` (see `packs`); consumers must then read packed messages.
 
     `after_publish` is a test seam: it runs after a batch is published and before it
     is marked, which is where a crash would leave published-but-unmarked rows.
@@ -52,6 +106,7 @@ class OutboxRelay:
         idle_seconds: float = 1.0,
         standby_seconds: float = 2.0,
         stream: str | None = None,
+        pack: Pack | None = None,
         after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
@@ -65,6 +120,7 @@ class OutboxRelay:
         self._after_publish = after_publish
         # The stream the table's subjects go to, when it may take atomic batches.
         self._stream = stream
+        self._pack = pack
         self.is_leader = False
         self.published = 0
 
@@ -145,10 +201,9 @@ class OutboxRelay:
             # In this (id) order, which keeps every record's changes in the order they
             # were committed: one atomic batch when the stream takes them, else pipelined
             # on one connection. A failure publishes the batch again, under the same ids.
-            messages = [
-                (row["subject"], bytes(row["payload"]), message_id(self.name, row["id"]))
-                for row in rows
-            ]
+            messages = self._messages(
+                [(row["id"], row["subject"], bytes(row["payload"])) for row in rows]
+            )
             if self._stream is None:
                 await self._jetstream.publish_many(messages)
             else:
@@ -163,3 +218,12 @@ class OutboxRelay:
             )
         self.published += len(rows)
         return len(rows)
+
+    def _messages(self, rows: list[tuple[int, str, bytes]]) -> list[tuple[str, bytes, str]]:
+        """(subject, data, message id) to publish for `rows` (id, subject, payload)."""
+        if self._pack is None:
+            return [(subject, payload, message_id(self.name, i)) for i, subject, payload in rows]
+        return [
+            (pack.subject, self._pack(pack.payloads), packed_message_id(self.name, pack.row_ids))
+            for pack in packs(rows)
+        ]

@@ -3,8 +3,9 @@
 One ingester is active (advisory-lock leader among sync replicas); it writes each
 batch in stream order, and pushes write their own changes through beside it (the
 organization row lock orders both, so versions still commit in order). A batch is
-committed, then acknowledged (one ack covers the batch: the consumer acks "all"),
-then announced with pokes. Redelivered changes the replica holds are no-ops.
+committed and announced with pokes, then acknowledged (one ack covers the batch: the
+consumer acks "all"). Messages are packed (an array of one subject's changes each);
+a large batch is written in several transactions. Redelivered changes the replica holds are no-ops.
 
 A new leader (and a leader restarting after a failed batch) first rewinds the consumer
 to its ack floor: an ack covers every message delivered before it, so a batch delivered
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
 import asyncpg
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from fieldsync.contracts.changes import CHANGES_STREAM, Change
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, unpack_changes
 from fieldsync.contracts.collections import COLLECTIONS
 from fieldsync.contracts.sync import poke_subject
 from fieldsync.kit.db.leader import lead_when_elected
@@ -44,66 +46,76 @@ INGEST_CONSUMER = ConsumerSpec(
     ack_wait_seconds=10.0,
     max_ack_pending=20_000,
 )
-FETCH_BATCH = 1000
+# Messages per fetch: each can pack up to the relay's batch of changes (256), so a
+# full fetch is written well inside the ack wait.
+FETCH_BATCH = 100
 FETCH_TIMEOUT_SECONDS = 1.0
+# Changes per replica transaction.
+WRITE_CHUNK = 2000
 
 
-# One validation call for a whole batch, parsed by pydantic itself from one JSON array:
-# cheaper than a call per message, and than orjson-decoding each message first.
+# One validation call for a whole batch: cheaper than a call per change.
 _CHANGES = TypeAdapter(list[Change])
 
 
-def parse(messages: list[DurableMessage]) -> list[Change]:
-    """The changes of a batch; a malformed message is logged and skipped, never retried."""
-    try:
-        joined = b"[" + b",".join(message.data for message in messages) + b"]"
-        batch = _CHANGES.validate_json(joined)
-    except ValidationError:
-        pass  # one at a time below, to skip only the malformed ones
-    else:
-        # Malformed messages could join into other elements (`{...},{...` and `...}`).
-        if len(batch) == len(messages):
-            return batch
-    changes: list[Change] = []
+def unpack(messages: list[DurableMessage]) -> list[Any]:
+    """The decoded changes of a batch of messages, in order (packed or one alone); a
+    message that is not JSON is logged and skipped, never retried."""
+    items: list[Any] = []
     for message in messages:
         try:
-            changes.append(Change.model_validate(orjson.loads(message.data)))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
+            items += unpack_changes(message.data)
+        except orjson.JSONDecodeError as exc:
             log.error("malformed change skipped", subject=message.subject, error=str(exc)[:200])
+    return items
+
+
+def parse(items: list[Any]) -> list[Change]:
+    """The changes among decoded `items`; a malformed one is logged and skipped."""
+    try:
+        return _CHANGES.validate_python(items)
+    except ValidationError:
+        pass  # one at a time below, to skip only the malformed ones
+    changes: list[Change] = []
+    for item in items:
+        try:
+            changes.append(Change.model_validate(item))
+        except ValidationError as exc:
+            log.error("malformed change skipped", error=str(exc)[:200])
     return changes
 
 
-def _peek(message: DurableMessage) -> RecordVersion | None:
+def _peek(item: Any) -> RecordVersion | None:
     """A record change's (collection, id) and version, read without validating it; None
-    for anything else (an assignment, an unknown collection, a malformed message)."""
+    for anything else (an assignment, an unknown collection, a malformed change)."""
     try:
-        change = orjson.loads(message.data)
-        collection, version = change["collection"], change["version"]
+        collection, version = item["collection"], item["version"]
         if collection not in COLLECTIONS or type(version) is not int or not 0 < version < 2**63:
             return None
-        return collection, uuid.UUID(change["id"]), version
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        return collection, uuid.UUID(item["id"]), version
+    except (TypeError, KeyError, ValueError, AttributeError):
         return None
 
 
-async def not_yet_held(
-    connection: asyncpg.Connection, messages: list[DurableMessage]
-) -> list[DurableMessage]:
-    """The messages of a batch except record changes the replica holds at their version.
+async def not_yet_held(connection: asyncpg.Connection, items: list[Any]) -> list[Any]:
+    """The decoded changes of a batch except record changes the replica holds at their
+    version.
 
     Those are the copies of what pushes wrote through; owner versions only grow, so an
     unlocked read cannot wrongly drop a change. The rest is validated and written.
     """
-    peeked = [_peek(message) for message in messages]
+    peeked = [_peek(item) for item in items]
     keys = [key for key in peeked if key is not None]
     if not keys:
-        return messages
+        return items
     wanted = await newer_than_replica(connection, keys)
-    return [
-        message
-        for message, key in zip(messages, peeked, strict=True)
-        if key is None or key in wanted
-    ]
+    return [item for item, key in zip(items, peeked, strict=True) if key is None or key in wanted]
+
+
+def chunks(items: list[Any], size: int = WRITE_CHUNK) -> list[list[Any]]:
+    """`items` in order, in transactions of at most `size` (a fetch of packed messages
+    can hold hundreds of thousands of changes)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 async def ingest(runtime: Runtime) -> None:
@@ -121,14 +133,17 @@ async def ingest(runtime: Runtime) -> None:
                 messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
                 if not messages:
                     continue
-                async with pool.acquire() as connection:
-                    # Pushes write their own changes through: their copies here are
-                    # dropped before they are validated or any lock is taken.
-                    fresh = await not_yet_held(connection, messages)
-                    pokes = await write_batch(connection, parse(fresh)) if fresh else []
+                for chunk in chunks(unpack(messages)):
+                    async with pool.acquire() as connection:
+                        # Pushes write their own changes through: their copies here are
+                        # dropped before they are validated or any lock is taken.
+                        fresh = await not_yet_held(connection, chunk)
+                        pokes = await write_batch(connection, parse(fresh)) if fresh else []
+                    for poke in pokes:
+                        await runtime.bus.publish(poke_subject(poke.organization_id), poke)
+                # Acked once all of it is written: a failure before redelivers it whole,
+                # and what was written comes again as copies.
                 await messages[-1].ack()
-                for poke in pokes:
-                    await runtime.bus.publish(poke_subject(poke.organization_id), poke)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.close()

@@ -5,12 +5,13 @@
   authority (no caller: the api already decided the building exists).
 - A building delete cancels and soft-deletes the building's workflows and their steps.
 
-Each message is acknowledged after its transaction commits, so a crash redelivers it
-and the idempotent handling makes the second time a no-op. Most building changes are
-edits of buildings that have their default workflow already: a fetched batch settles
-all of those with one query, the new buildings' default workflows are made in one
-transaction, and only the rest (deletes, and what a batch could not settle) are
-handled one by one, in order. A failure is nak'ed with a
+A message packs one organization's building changes (see `contracts.changes`). Each
+message is acknowledged after its changes commit, so a crash redelivers it and the
+idempotent handling makes the second time a no-op. Most building changes are edits of
+buildings that have their default workflow already: a fetched batch settles all of
+those with one query, the new buildings' default workflows are made in one
+transaction, and only the rest (messages with deletes, and what a batch could not
+settle) are handled one by one, in order. A failure is nak'ed with a
 growing delay; a message that is not a building Change is terminated and logged.
 """
 
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
+import orjson
 from pydantic import ValidationError
 
-from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp
+from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, unpack_changes
 from fieldsync.contracts.workflows import default_workflow_key
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging import ConsumerSpec
@@ -76,20 +77,37 @@ def nak_delay(delivery_count: int) -> float:
     return float(min(2 ** max(delivery_count - 1, 0), MAX_NAK_DELAY_SECONDS))
 
 
-def parse(message: Message) -> Change:
-    """The building change a message carries; Malformed when it is anything else."""
+def parse(message: Message) -> list[Change]:
+    """The building changes a message carries, in order (a packed message holds several);
+    an item that is not one is logged and dropped. Malformed when none is usable."""
     try:
-        change = Change.model_validate_json(message.data)
-    except ValidationError as exc:
-        raise Malformed(f"not a Change: {exc.error_count()} invalid field(s)") from None
+        items = unpack_changes(message.data)
+    except orjson.JSONDecodeError:
+        raise Malformed("not JSON") from None
     parts = message.subject.split(".")
     if len(parts) != 3 or parts[2] != BUILDINGS_COLLECTION:
         raise Malformed(f"unexpected subject {message.subject}")
-    if change.collection != BUILDINGS_COLLECTION:
-        raise Malformed(f"a change of {change.collection!r}, not of buildings")
-    if parts[1] != str(change.organization_id):
-        raise Malformed("the subject and the change name different organizations")
-    return change
+    changes: list[Change] = []
+    problems: list[str] = []
+    for item in items:
+        try:
+            change = Change.model_validate(item)
+        except ValidationError as exc:
+            problems.append(f"not a Change: {exc.error_count()} invalid field(s)")
+            continue
+        if change.collection != BUILDINGS_COLLECTION:
+            problems.append(f"a change of {change.collection!r}, not of buildings")
+        elif parts[1] != str(change.organization_id):
+            problems.append("the subject and the change name different organizations")
+        else:
+            changes.append(change)
+    if not changes:
+        raise Malformed("; ".join(problems[:3]) or "no changes")
+    if problems:
+        log.error(
+            "malformed building changes dropped", subject=message.subject, reasons=problems[:3]
+        )
+    return changes
 
 
 async def apply(state: WorkflowsState, change: Change) -> None:
@@ -105,89 +123,95 @@ async def apply(state: WorkflowsState, change: Change) -> None:
 
 
 async def handle(state: WorkflowsState, message: Message) -> None:
-    """Apply one message, then ack it; nak on failure, term when malformed."""
+    """Apply one message's changes in order, then ack it; nak on failure (the applied
+    ones are no-ops the next time), term when malformed."""
     try:
-        change = parse(message)
+        changes = parse(message)
     except Malformed as exc:
         log.error("malformed building change dropped", subject=message.subject, reason=str(exc))
         await message.term()
         return
-    try:
-        await apply(state, change)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        delay = nak_delay(message.delivery_count)
-        log.warning(
-            "building change failed; retrying later",
-            building_id=str(change.id),
-            delivery=message.delivery_count,
-            retry_in=delay,
-            error=str(exc) or type(exc).__name__,
-        )
-        await message.nak(delay)
-        return
+    for change in changes:
+        try:
+            await apply(state, change)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = nak_delay(message.delivery_count)
+            log.warning(
+                "building change failed; retrying later",
+                building_id=str(change.id),
+                delivery=message.delivery_count,
+                retry_in=delay,
+                error=str(exc) or type(exc).__name__,
+            )
+            await message.nak(delay)
+            return
     await message.ack()
 
 
 async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> None:
-    """Settle a fetched batch: upserts of buildings that have their default workflow at
-    once, new buildings' default workflows in one transaction, then every other message
-    in order, as `handle` does."""
-    upserts: list[tuple[Message, Change]] = []
-    deleted: set[uuid.UUID] = set()
+    """Settle a fetched batch: messages whose changes are all upserts of buildings that
+    have their default workflow at once, new buildings' default workflows in one
+    transaction, then every other message in order, as `handle` does."""
+    parsed: list[tuple[Message, list[Change]]] = []
     for message in messages:
         with contextlib.suppress(Malformed):  # `handle` drops it below, with a log line
-            change = parse(message)
-            if change.op is ChangeOp.UPSERT:
-                upserts.append((message, change))
-            else:
-                deleted.add(change.id)
+            parsed.append((message, parse(message)))
+    changes = [change for _, its in parsed for change in its]
+    upserts = [change for change in changes if change.op is ChangeOp.UPSERT]
     settled: set[int] = set()
     if upserts:
-        wanted = [
-            (change.organization_id, default_workflow_key(change.id), change.id)
-            for _, change in upserts
-        ]
         try:
             async with state.database.raw_connection() as connection:
-                have = await keys_in_use(connection, wanted)
+                have = await keys_in_use(
+                    connection,
+                    [(c.organization_id, default_workflow_key(c.id), c.id) for c in upserts],
+                )
         except Exception as exc:  # each message then fails (and is nak'ed) on its own
             log.warning("building changes: batch lookup failed", error=str(exc))
             await _one_by_one(state, messages, settled)
             return
-        new: list[tuple[Message, Change]] = []
-        for message, change in upserts:
-            if (change.organization_id, default_workflow_key(change.id)) in have:
-                # Unconfirmed: a redelivery of such an edit is the same no-op again.
+        deleted = {change.id for change in changes if change.op is ChangeOp.DELETE}
+        # A building deleted in the batch keeps its order: made (or not) one by one.
+        new = {
+            change.id: change
+            for change in upserts
+            if (change.organization_id, default_workflow_key(change.id)) not in have
+            and change.id not in deleted
+        }
+        if new and not await _create_defaults(state, list(new.values())):
+            new = {}
+        for message, its in parsed:
+            if all(
+                change.op is ChangeOp.UPSERT
+                and (
+                    change.id in new
+                    or (change.organization_id, default_workflow_key(change.id)) in have
+                )
+                for change in its
+            ):
+                # Unconfirmed: redelivered, every building's key is in use and it settles
+                # here again.
                 await message.ack(confirmed=False)
                 settled.add(id(message))
-            elif change.id not in deleted:  # a delete in the batch: keep their order
-                new.append((message, change))
-        if new:
-            await _create_defaults(state, new, settled)
     await _one_by_one(state, messages, settled)
 
 
-async def _create_defaults(
-    state: WorkflowsState, new: list[tuple[Message, Change]], settled: set[int]
-) -> None:
-    """New buildings' default workflows in one transaction; on any error none are
-    settled here, and each is handled (and retried) on its own after."""
+async def _create_defaults(state: WorkflowsState, new: list[Change]) -> bool:
+    """New buildings' default workflows in one transaction; False on any error (then
+    each building is handled, and retried, on its own)."""
     try:
         created = await creating.ensure_defaults(
-            state, [(change.organization_id, change.id) for _, change in new]
+            state, [(change.organization_id, change.id) for change in new]
         )
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         log.warning("building changes: batch create failed", error=str(exc) or type(exc).__name__)
-        return
+        return False
     log.info("default workflows created", count=created, changes=len(new))
-    for message, _ in new:
-        # Unconfirmed too: redelivered, the building's key is in use and it settles above.
-        await message.ack(confirmed=False)
-        settled.add(id(message))
+    return True
 
 
 async def _one_by_one(
