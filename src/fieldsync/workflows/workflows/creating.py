@@ -16,12 +16,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
 from fieldsync.contracts import workflows as contract
-from fieldsync.contracts.changes import Change, change_bytes, change_subject, new_change
+from fieldsync.contracts.changes import change_json, change_subject
 from fieldsync.contracts.workflows import WorkflowStatus
 from fieldsync.kit.errors import Conflict, NotFound, Unavailable
 from fieldsync.kit.ids import SnowflakeGenerator, new_public_id
@@ -162,10 +161,10 @@ async def _insert_defaults(
         retired = set(flags["retired"] or ())
         if len(workflows) + len(retired) != len(buildings):
             raise Conflict("an idempotency key was taken meanwhile; retry")
-        changes: list[Change] = []
+        changes: list[tuple[str, bytes]] = []
         for workflow in workflows:
             changes += _changes_of(organization_id, workflow, steps_of[workflow.id])
-        await _append(connection, ids, organization_id, changes)
+        await _append(connection, ids, changes)
         return len(workflows)
     raise Conflict("the organization's default template cannot be used now; retry")
 
@@ -288,32 +287,66 @@ async def _record(
     rows: list[asyncpg.Record],
 ) -> None:
     """Append the changes of the new workflow and its steps to the outbox, in order."""
-    await _append(connection, ids, organization_id, _changes_of(organization_id, workflow, rows))
+    await _append(connection, ids, _changes_of(organization_id, workflow, rows))
 
 
 def _changes_of(
     organization_id: uuid.UUID, workflow: contract.Workflow, rows: list[asyncpg.Record]
-) -> list[Change]:
-    """The changes of a new workflow and of its steps (`step_*` columns of `rows`)."""
-    changes = [_change(contract.WORKFLOWS_COLLECTION, organization_id, workflow, workflow)]
+) -> list[tuple[str, bytes]]:
+    """The outbox messages (subject, change) of a new workflow and of its steps (`step_*`
+    columns of `rows`), encoded straight from the values (`change_json`)."""
+    workflows_subject = change_subject(organization_id, contract.WORKFLOWS_COLLECTION)
+    steps_subject = change_subject(organization_id, contract.STEPS_COLLECTION)
+    changes = [
+        (
+            workflows_subject,
+            change_json(
+                contract.WORKFLOWS_COLLECTION,
+                record_id=workflow.id,
+                organization_id=organization_id,
+                building_id=workflow.building_id,
+                version=workflow.version,
+                data={
+                    "id": workflow.id,
+                    "building_id": workflow.building_id,
+                    "name": workflow.name,
+                    "status": workflow.status.value,
+                    "assignee_id": workflow.assignee_id,
+                    "due_date": workflow.due_date,
+                    "updated_at": workflow.updated_at,
+                    "version": workflow.version,
+                },
+                occurred_at=workflow.updated_at,
+            ),
+        )
+    ]
     for row in rows:
         if row["step_uuid"] is None:
             continue
-        step = contract.WorkflowStep(
-            id=row["step_uuid"],
-            workflow_id=workflow.id,
-            title=row["step_title"],
-            position=row["step_position"],
-            done=False,
-            value=None,
-            completed_by=None,
-            completed_at=None,
-            required=row["step_required"],
-            version=1,
-        )
+        step = {
+            "id": row["step_uuid"],
+            "workflow_id": workflow.id,
+            "title": row["step_title"],
+            "position": row["step_position"],
+            "done": False,
+            "value": None,
+            "completed_by": None,
+            "completed_at": None,
+            "required": row["step_required"],
+            "version": 1,
+        }
         changes.append(
-            _change(
-                contract.STEPS_COLLECTION, organization_id, workflow, step, row["step_updated_at"]
+            (
+                steps_subject,
+                change_json(
+                    contract.STEPS_COLLECTION,
+                    record_id=row["step_uuid"],
+                    organization_id=organization_id,
+                    building_id=workflow.building_id,
+                    version=1,
+                    data=step,
+                    occurred_at=row["step_updated_at"] or workflow.updated_at,
+                ),
             )
         )
     return changes
@@ -322,33 +355,9 @@ def _changes_of(
 async def _append(
     connection: asyncpg.Connection,
     ids: SnowflakeGenerator,
-    organization_id: uuid.UUID,
-    changes: list[Change],
+    changes: list[tuple[str, bytes]],
 ) -> None:
-    await append_all_raw(
-        connection,
-        outbox,
-        ids,
-        [(change_subject(organization_id, c.collection), change_bytes(c)) for c in changes],
-    )
-
-
-def _change(
-    collection: str,
-    organization_id: uuid.UUID,
-    workflow: contract.Workflow,
-    record: contract.Workflow | contract.WorkflowStep,
-    updated_at: datetime | None = None,
-) -> Change:
-    return new_change(
-        collection,
-        organization_id=organization_id,
-        building_id=workflow.building_id,
-        record_id=record.id,
-        version=record.version,
-        data=record.model_dump(mode="json"),
-        occurred_at=updated_at or workflow.updated_at,
-    )
+    await append_all_raw(connection, outbox, ids, changes)
 
 
 def _workflow_of(row: asyncpg.Record) -> contract.Workflow:

@@ -1,0 +1,77 @@
+"""`change_json` writes the very bytes `change_bytes(new_change(...))` writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from asyncpg.pgproto import pgproto
+
+from fieldsync.contracts import workflows as contract
+from fieldsync.contracts.changes import Change, change_bytes, change_json, new_change
+from fieldsync.contracts.workflows import WorkflowStatus
+
+MOMENTS = [
+    datetime(2026, 12, 6, 19, 58, 1, 123456, tzinfo=UTC),
+    datetime(2026, 12, 6, 19, 58, 1, tzinfo=UTC),  # no microseconds
+    datetime(2026, 12, 6, 21, 58, 1, 5, tzinfo=timezone(timedelta(hours=2))),
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.parametrize("due_date", [None, date(2027, 1, 31)])
+def test_a_workflow_encodes_as_the_model_does(moment: datetime, due_date: date | None) -> None:
+    workflow = contract.Workflow(
+        id=uuid.uuid4(),
+        building_id=uuid.uuid4(),
+        name='Quarterly "check" — ünïcode',
+        status=WorkflowStatus.OPEN,
+        assignee_id=uuid.uuid4() if due_date else None,
+        due_date=due_date,
+        updated_at=moment,
+        version=1,
+    )
+    organization = uuid.uuid4()
+    fields = {
+        "collection": contract.WORKFLOWS_COLLECTION,
+        "record_id": workflow.id,
+        "organization_id": organization,
+        "building_id": workflow.building_id,
+        "version": 1,
+        "occurred_at": moment,
+    }
+
+    fast = change_json(**fields, data={**workflow.model_dump(), "status": workflow.status.value})
+
+    assert fast == change_bytes(new_change(**fields, data=workflow.model_dump(mode="json")))
+    assert Change.model_validate_json(fast).data == workflow.model_dump(mode="json")
+
+
+def test_a_step_and_a_delete_encode_as_the_model_does() -> None:
+    step = contract.WorkflowStep(
+        # The type asyncpg returns for uuid columns: a subclass orjson does not take.
+        id=pgproto.UUID(str(uuid.uuid4())),
+        workflow_id=uuid.uuid4(),
+        title="Check the fire doors",
+        position=3,
+        done=False,
+        value=None,
+        completed_by=None,
+        completed_at=None,
+        required=True,
+        version=1,
+    )
+    fields = {
+        "collection": contract.STEPS_COLLECTION,
+        "record_id": step.id,
+        "organization_id": uuid.uuid4(),
+        "building_id": uuid.uuid4(),
+        "version": 1,
+        "occurred_at": MOMENTS[0],
+    }
+
+    assert change_json(**fields, data=step.model_dump()) == change_bytes(
+        new_change(**fields, data=step.model_dump(mode="json"))
+    )
+    assert change_json(**fields, data=None) == change_bytes(new_change(**fields, data=None))
