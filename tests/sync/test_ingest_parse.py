@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 
 from fieldsync.contracts.changes import change_bytes, new_change, pack_changes
 from fieldsync.kit.messaging.jetstream import DurableMessage
-from fieldsync.sync.ingest.ingester import parse, unpack
+from fieldsync.sync.ingest.ingester import chunks, parse, unpack
 
 
 def message(data: bytes) -> DurableMessage:
@@ -73,3 +73,19 @@ def test_packed_messages_unpack_in_order_beside_single_ones() -> None:
         (4, {"name": "d"}),
         (5, None),
     ]
+
+
+def test_a_fetch_is_written_in_chunks_of_changes_in_order() -> None:
+    batch = [
+        pack_changes([change(1), change(2), change(3)]),
+        b"not json",
+        change(4),
+        pack_changes([change(5), change(6)]),
+    ]
+
+    taken = [
+        [item["version"] for item in chunk]
+        for chunk in chunks([message(data) for data in batch], size=2)
+    ]
+
+    assert taken == [[1, 2], [3, 4], [5, 6]]
