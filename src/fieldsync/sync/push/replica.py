@@ -16,11 +16,14 @@ RecordKey = tuple[str, uuid.UUID]
 
 LOOKUP = """
 SELECT r.collection, r.record_id, r.organization_id, r.building_id, r.deleted,
-       r.owner_version, r.data::text AS data
+       r.owner_version, {data} AS data
 FROM sync_records r
 JOIN unnest($1::text[], $2::uuid[]) AS k(collection, record_id)
   ON r.collection = k.collection AND r.record_id = k.record_id
 """
+LOOKUP_WITH_DATA = LOOKUP.format(data="r.data::text")
+# What checking a push needs: its 500 records' data would be rendered and parsed unused.
+LOOKUP_WITHOUT_DATA = LOOKUP.format(data="NULL::text")
 
 NOT_ARRIVED = """
 SELECT k.collection, k.record_id
@@ -42,14 +45,19 @@ class KnownRecord:
     data: dict[str, Any] | None
 
 
-async def lookup(database: Database, keys: Iterable[RecordKey]) -> dict[RecordKey, KnownRecord]:
-    """The replica's records among `keys` (missing keys are unknown to it)."""
+async def lookup(
+    database: Database, keys: Iterable[RecordKey], *, with_data: bool = True
+) -> dict[RecordKey, KnownRecord]:
+    """The replica's records among `keys` (missing keys are unknown to it); without
+    `with_data`, their `data` is None."""
     wanted = list(set(keys))
     if not wanted:
         return {}
     async with database.raw_connection() as connection:
         rows = await connection.fetch(
-            LOOKUP, [key[0] for key in wanted], [key[1] for key in wanted]
+            LOOKUP_WITH_DATA if with_data else LOOKUP_WITHOUT_DATA,
+            [key[0] for key in wanted],
+            [key[1] for key in wanted],
         )
     return {
         (row["collection"], row["record_id"]): KnownRecord(

@@ -61,7 +61,9 @@ async def push(
     database = runtime.databases[SERVICE_NAME]
     scope = await building_scope(database, caller)
     checks = MutationChecks(
-        caller=caller, scope=scope, known=await lookup(database, referenced_keys(body.mutations))
+        caller=caller,
+        scope=scope,
+        known=await lookup(database, referenced_keys(body.mutations), with_data=False),
     )
     results: list[MutationResult | None] = [None] * len(body.mutations)
     runs: list[Run] = []
