@@ -66,6 +66,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import make_url
 
+from fieldsync.contracts.changes import unpack_changes
 from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.migrations import upgrade_async
 from fieldsync.kit.embedded.nats import EmbeddedNats, free_port
@@ -224,8 +225,10 @@ def lag_listener(nats_url: str, pipe: Connection) -> None:
 
         async def on_change(msg: Any) -> None:
             arrived = time.time()
-            occurred = datetime.fromisoformat(orjson.loads(msg.data)["occurred_at"])
-            seen.append((msg.subject, occurred.timestamp(), arrived))
+            # fieldsync packs a relay batch's changes of one subject into one message.
+            for change in unpack_changes(msg.data):
+                occurred = datetime.fromisoformat(change["occurred_at"])
+                seen.append((msg.subject, occurred.timestamp(), arrived))
 
         await nc.subscribe("changes.>", cb=on_change)
         await nc.subscribe("yardstick.changes.>", cb=on_change)

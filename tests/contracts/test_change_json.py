@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from asyncpg.pgproto import pgproto
+from pydantic import BaseModel
 
 from fieldsync.contracts import workflows as contract
-from fieldsync.contracts.changes import Change, change_bytes, change_json, new_change
+from fieldsync.contracts.changes import (
+    Change,
+    change_bytes,
+    change_json,
+    change_subject,
+    new_change,
+)
 from fieldsync.contracts.workflows import WorkflowStatus
+from fieldsync.workflows.workflows.creating import _changes_of
 
 MOMENTS = [
     datetime(2026, 12, 6, 19, 58, 1, 123456, tzinfo=UTC),
@@ -75,3 +84,66 @@ def test_a_step_and_a_delete_encode_as_the_model_does() -> None:
         new_change(**fields, data=step.model_dump(mode="json"))
     )
     assert change_json(**fields, data=None) == change_bytes(new_change(**fields, data=None))
+
+
+def test_a_default_workflow_and_its_steps_encode_as_their_models_do() -> None:
+    moment = MOMENTS[0]
+    workflow = contract.Workflow(
+        id=uuid.uuid4(),
+        building_id=uuid.uuid4(),
+        name="Inspection",
+        status=WorkflowStatus.OPEN,
+        assignee_id=None,
+        due_date=None,
+        updated_at=moment,
+        version=1,
+    )
+    organization = uuid.uuid4()
+    # Rows as `insert_defaults_from_template` returns them (asyncpg's UUID type).
+    rows: list[dict[str, Any]] = [
+        {
+            "step_uuid": pgproto.UUID(str(uuid.uuid4())),
+            "step_title": f"Step {position}",
+            "step_position": position,
+            "step_required": position % 2 == 0,
+            "step_updated_at": moment + timedelta(microseconds=position),
+        }
+        for position in range(1, 4)
+    ]
+
+    encoded = _changes_of(organization, workflow, rows)  # type: ignore[arg-type]
+
+    def expected(collection: str, record: BaseModel, occurred_at: datetime) -> tuple[str, bytes]:
+        change = new_change(
+            collection,
+            record_id=record.id,  # type: ignore[attr-defined]
+            organization_id=organization,
+            building_id=workflow.building_id,
+            version=1,
+            data=record.model_dump(mode="json"),
+            occurred_at=occurred_at,
+        )
+        return change_subject(organization, collection), change_bytes(change)
+
+    steps = [
+        contract.WorkflowStep(
+            id=row["step_uuid"],
+            workflow_id=workflow.id,
+            title=row["step_title"],
+            position=row["step_position"],
+            done=False,
+            value=None,
+            completed_by=None,
+            completed_at=None,
+            required=row["step_required"],
+            version=1,
+        )
+        for row in rows
+    ]
+    assert encoded == [
+        expected(contract.WORKFLOWS_COLLECTION, workflow, moment),
+        *(
+            expected(contract.STEPS_COLLECTION, step, row["step_updated_at"])
+            for step, row in zip(steps, rows, strict=True)
+        ),
+    ]

@@ -34,6 +34,7 @@ from fieldsync.workflows.buildings.consumer import (
     handle,
     handle_batch,
     nak_delay,
+    slices,
 )
 from fieldsync.workflows.state import WorkflowsState
 from fieldsync.workflows.templates.service import DEFAULT_STEPS, DEFAULT_TEMPLATE_NAME
@@ -434,7 +435,7 @@ async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings
 
 
 async def test_packed_messages_are_settled_whole_and_in_order(
-    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime, database: Database
 ) -> None:
     org = buildings.org
     new, gone, kept = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -462,3 +463,50 @@ async def test_packed_messages_are_settled_whole_and_in_order(
     assert len((await workflows.list(org.manager, building_id=new)).items) == 1
     assert (await workflows.list(org.manager, building_id=gone)).items == []
     assert len((await workflows.list(org.manager, building_id=kept)).items) == 1
+    # In order: `gone`'s default workflow was made, then cancelled and deleted with it
+    # (the delete first would have left no workflow row at all).
+    assert await rows(
+        database,
+        "SELECT status, deleted_at IS NOT NULL FROM workflows WHERE building_id = :building",
+        building=gone,
+    ) == [("cancelled", True)]
+
+
+async def test_a_failing_building_holds_up_only_itself_in_a_packed_message(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime, database: Database
+) -> None:
+    org, taken, fine, other = buildings.org, uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # `taken`'s default workflow key is used for another building: its create fails
+    # every time, as a lasting error would.
+    await workflows.create(org.manager, other, key=contract.default_workflow_key(taken))
+    message = FakeMessage(
+        pack_changes(
+            [
+                buildings.change(taken, ChangeOp.UPSERT).model_dump_json().encode(),
+                buildings.change(fine, ChangeOp.UPSERT).model_dump_json().encode(),
+                buildings.change(taken, ChangeOp.DELETE).model_dump_json().encode(),
+            ]
+        ),
+        change_subject(org.id, BUILDINGS_COLLECTION),
+        delivery_count=2,
+    )
+
+    await handle(WorkflowsState.of(workflows_runtime), message)
+
+    assert message.outcome == ("nak", 2.0)
+    assert len((await workflows.list(org.manager, building_id=fine)).items) == 1
+    # The failed building's later delete waits for the retry, after its upsert.
+    assert (
+        await rows(database, "SELECT 1 FROM retired_buildings WHERE building_id = :b", b=taken)
+        == []
+    )
+
+
+def test_a_fetch_is_settled_in_slices_of_about_512_changes() -> None:
+    def packed(count: int) -> FakeMessage:
+        change = b'{"collection": "buildings"}'
+        return FakeMessage(pack_changes([change] * count), "changes.x.buildings")
+
+    fetched = [packed(256), packed(200), packed(100), packed(1), FakeMessage(b"junk", "s")]
+
+    assert [[fetched.index(m) for m in piece] for piece in slices(fetched)] == [[0, 1], [2, 3, 4]]

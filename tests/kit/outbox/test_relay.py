@@ -256,3 +256,11 @@ def test_packs_are_cut_before_they_pass_the_size_cap() -> None:
         ("t", [6]),  # alone over the cap: still published, on its own
     ]
     assert packs(rows, max_bytes=100) == cut  # the same rows pack the same way
+
+
+def test_a_pack_id_names_every_row_it_holds() -> None:
+    # The same first row and count, another row inside (a row committed late, packed
+    # after a crash): another id, so the stream does not drop it as a duplicate.
+    assert packed_message_id("api", [1, 2, 5]) != packed_message_id("api", [1, 3, 5])
+    assert packed_message_id("api", [1, 2, 5]) == packed_message_id("api", [1, 2, 5])
+    assert packed_message_id("api", [7]) == "api:7"  # one row: the id it always had

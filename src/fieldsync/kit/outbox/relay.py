@@ -200,7 +200,8 @@ class OutboxRelay:
                 return 0
             # In this (id) order, which keeps every record's changes in the order they
             # were committed: one atomic batch when the stream takes them, else pipelined
-            # on one connection. A failure publishes the batch again, under the same ids.
+            # on one connection. A failure publishes the batch again: the same rows under
+            # the same ids (a pack that gained rows meanwhile gets a new one).
             messages = self._messages(
                 [(row["id"], row["subject"], bytes(row["payload"])) for row in rows]
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -46,7 +47,14 @@ BUILDINGS_CONSUMER = ConsumerSpec(
     filter_subjects=[f"changes.*.{BUILDINGS_COLLECTION}"],
     ack_wait_seconds=30.0,
 )
-FETCH_BATCH = 256
+# Messages per fetch, each packing up to 256 changes (a relay batch): settled in
+# slices of about `SLICE_CHANGES` changes, each acked when it is done, so a slice even
+# handled one by one is settled well within the ack wait.
+FETCH_BATCH = 32
+SLICE_CHANGES = 512
+# New buildings whose default workflows one transaction makes (its building locks
+# hold up deletes and API creates of those buildings meanwhile).
+CREATE_SLICE = 256
 FETCH_TIMEOUT_SECONDS = 1.0
 RETRY_SECONDS = 2.0
 MAX_NAK_DELAY_SECONDS = 60.0
@@ -123,31 +131,40 @@ async def apply(state: WorkflowsState, change: Change) -> None:
 
 
 async def handle(state: WorkflowsState, message: Message) -> None:
-    """Apply one message's changes in order, then ack it; nak on failure (the applied
-    ones are no-ops the next time), term when malformed."""
+    """Apply one message's changes in order, then ack it; term when malformed.
+
+    A change that fails is retried later (the message is nak'ed with a growing delay),
+    and so are that building's later changes in the message; the other buildings' are
+    applied now, so a building that keeps failing holds up no other. The retry applies
+    the message again: what was applied is a no-op then.
+    """
     try:
         changes = parse(message)
     except Malformed as exc:
         log.error("malformed building change dropped", subject=message.subject, reason=str(exc))
         await message.term()
         return
+    failed: set[uuid.UUID] = set()
     for change in changes:
+        if change.id in failed:
+            continue  # its order matters: after the failed one, on the retry
         try:
             await apply(state, change)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            delay = nak_delay(message.delivery_count)
+            failed.add(change.id)
             log.warning(
                 "building change failed; retrying later",
                 building_id=str(change.id),
                 delivery=message.delivery_count,
-                retry_in=delay,
+                retry_in=nak_delay(message.delivery_count),
                 error=str(exc) or type(exc).__name__,
             )
-            await message.nak(delay)
-            return
-    await message.ack()
+    if failed:
+        await message.nak(nak_delay(message.delivery_count))
+    else:
+        await message.ack()
 
 
 async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> None:
@@ -198,13 +215,34 @@ async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> No
     await _one_by_one(state, messages, settled)
 
 
+def slices(messages: Sequence[Message], size: int = SLICE_CHANGES) -> list[list[Message]]:
+    """Consecutive messages holding about `size` changes together (a message is never
+    split; its changes are counted by their "collection" keys, without decoding it)."""
+    pieces: list[list[Message]] = []
+    held = size
+    for message in messages:
+        count = message.data.count(b'"collection"') or 1
+        if held + count > size:
+            pieces.append([])
+            held = 0
+        pieces[-1].append(message)
+        held += count
+    return pieces
+
+
 async def _create_defaults(state: WorkflowsState, new: list[Change]) -> bool:
-    """New buildings' default workflows in one transaction; False on any error (then
-    each building is handled, and retried, on its own)."""
+    """New buildings' default workflows, `CREATE_SLICE` buildings a transaction; False on
+    any error (then each building not made yet is handled, and retried, on its own)."""
+    created = 0
     try:
-        created = await creating.ensure_defaults(
-            state, [(change.organization_id, change.id) for change in new]
-        )
+        for start in range(0, len(new), CREATE_SLICE):
+            created += await creating.ensure_defaults(
+                state,
+                [
+                    (change.organization_id, change.id)
+                    for change in new[start : start + CREATE_SLICE]
+                ],
+            )
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -234,7 +272,8 @@ async def follow_buildings(runtime: Runtime) -> None:
             try:
                 while True:
                     messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
-                    await handle_batch(state, messages)
+                    for piece in slices(messages):
+                        await handle_batch(state, piece)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.close()
