@@ -335,6 +335,31 @@ async def test_a_fetch_takes_what_is_pending_in_one_go(jetstream: JetStream, nam
         await consumer.close()
 
 
+async def test_a_fetch_stops_near_max_bytes_and_the_next_one_goes_on(
+    jetstream: JetStream, names: Names
+) -> None:
+    await jetstream.ensure_stream(StreamSpec(name=names.stream, subjects=[names.subject(">")]))
+    for value in range(12):
+        await jetstream.publish(names.subject("big"), b"x" * 1000, message_id=f"b-{value}")
+    spec = ConsumerSpec(stream=names.stream, durable="bytes")
+    await jetstream.ensure_consumer(spec)
+    consumer = await jetstream.pull(spec)
+    try:
+        fetched: list[list[int]] = []
+        while sum(map(len, fetched)) < 12:
+            batch = await asyncio.wait_for(
+                consumer.fetch(batch=100, timeout=5.0, max_bytes=3500), 10
+            )
+            fetched.append([message.stream_sequence for message in batch])
+            for message in batch:
+                await message.ack()
+        # The first message, then what fits in 3,500 bytes (headers and subject count).
+        assert all(2 <= len(batch) <= 4 for batch in fetched[:-1]), fetched
+        assert [sequence for batch in fetched for sequence in batch] == list(range(1, 13))
+    finally:
+        await consumer.close()
+
+
 @pytest.mark.parametrize("failure", ["request fails", "server refuses"])
 async def test_a_fetch_keeps_the_message_it_holds_when_taking_the_rest_fails(
     jetstream: JetStream, names: Names, monkeypatch: pytest.MonkeyPatch, failure: str

@@ -194,8 +194,15 @@ class PullConsumer:
         self._arrived.append(message)
         self._wakeup.set()
 
-    async def fetch(self, batch: int = 100, timeout: float = 1.0) -> list[DurableMessage]:
+    async def fetch(
+        self, batch: int = 100, timeout: float = 1.0, *, max_bytes: int | None = None
+    ) -> list[DurableMessage]:
         """Up to `batch` messages, as soon as one is there; [] when none comes in `timeout`.
+
+        `max_bytes` bounds what the server sends after the first message (the pull
+        request's `max_bytes`; it ends the request with a 409 status when reached).
+        Set it above the stream's largest message, or a message past it is left for
+        the next fetch.
 
         A pull of a whole batch can hold a message that arrived while it waited until
         the rest of the batch or the timeout came (seen in bench/sync.py: a change
@@ -217,7 +224,10 @@ class PullConsumer:
             # rather than raising, keeps a caller that acks cumulatively from skipping
             # past it (an error status raised from the gather would drop it).
             try:
-                await self._request({"batch": wanted, "no_wait": True})
+                rest: dict[str, Any] = {"batch": wanted, "no_wait": True}
+                if max_bytes is not None:
+                    rest["max_bytes"] = max_bytes
+                await self._request(rest)
                 messages += await self._collect(wanted, GATHER_SECONDS)
             except nats.errors.Error as exc:
                 log.warning("jetstream.fetch_rest_failed", error=type(exc).__name__)
