@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
 import httpx
 
+from fieldsync.contracts.changes import Change, new_change
 from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.ingest.writer import LOCK_ORGANIZATION, write_batch
 from fieldsync.sync.tombstones import purge_once
 from tests.sync.conftest import (
     PULL,
@@ -14,6 +21,7 @@ from tests.sync.conftest import (
     has_workflows,
     pulled_until,
 )
+from tests.workflows.support import eventually
 
 
 async def test_a_checkpoint_older_than_purged_tombstones_is_gone(
@@ -133,3 +141,53 @@ async def test_a_purge_during_a_paged_first_sync_is_gone(
     )
     assert gone.status_code == 410
     assert gone.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_purge_waits_for_a_writer_reviving_a_tombstone_instead_of_deadlocking(
+    runtime: Runtime, sync_database_url: str
+) -> None:
+    organization, record = uuid.uuid4(), uuid.uuid4()
+
+    def change(version: int, data: dict[str, Any] | None) -> Change:
+        return new_change(
+            "buildings",
+            record_id=record,
+            organization_id=organization,
+            building_id=record,
+            version=version,
+            data=data,
+        )
+
+    writer = await asyncpg.connect(sync_database_url)
+    try:
+        await write_batch(writer, [change(2, None)])
+        await writer.execute(
+            "UPDATE sync_records SET changed_at = now() - interval '1 hour' WHERE record_id = $1",
+            record,
+        )
+        async with writer.transaction():
+            # A writer holds the organization's row, as the ingester and write-through do...
+            await writer.fetchval(LOCK_ORGANIZATION, organization)
+            purge = asyncio.create_task(purge_once(runtime.databases["sync"], horizon_seconds=60))
+
+            async def purge_waits() -> bool:
+                waiting = await writer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+                return bool(waiting)
+
+            await eventually(purge_waits)
+            # ...and brings the tombstoned record back while the purge waits for the row.
+            await write_batch(writer, [change(3, {"name": "Back"})])
+        assert await asyncio.wait_for(purge, 10) == 0
+        revived = await writer.fetchrow(
+            "SELECT deleted, owner_version FROM sync_records WHERE record_id = $1", record
+        )
+        assert (revived["deleted"], revived["owner_version"]) == (False, 3)
+    finally:
+        await writer.execute("DELETE FROM sync_records WHERE organization_id = $1", organization)
+        await writer.execute(
+            "DELETE FROM sync_organizations WHERE organization_id = $1", organization
+        )
+        await writer.close()

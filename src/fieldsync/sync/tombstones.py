@@ -16,14 +16,33 @@ from fieldsync.kit.runtime import Runtime
 
 log = get_logger(__name__)
 
+# Writers lock an organization's row before its records (`ingest/writer.py`); the
+# purge takes the same locks in the same order, or a writer upserting a record the
+# purge is deleting, while the purge waits for that writer's organization row, is a
+# deadlock.
+LOCK_PURGED_ORGANIZATIONS = """
+SELECT organization_id FROM sync_organizations
+WHERE organization_id IN (
+    SELECT organization_id FROM sync_records
+    WHERE deleted AND changed_at < now() - make_interval(secs => $1)
+    UNION
+    SELECT organization_id FROM sync_assignments
+    WHERE deleted AND changed_at < now() - make_interval(secs => $1)
+)
+ORDER BY organization_id
+FOR UPDATE
+"""
+
 PURGE = """
 WITH gone_records AS (
     DELETE FROM sync_records
     WHERE deleted AND changed_at < now() - make_interval(secs => $1)
+      AND organization_id = ANY($2::uuid[])
     RETURNING organization_id, sync_version
 ), gone_assignments AS (
     DELETE FROM sync_assignments
     WHERE deleted AND changed_at < now() - make_interval(secs => $1)
+      AND organization_id = ANY($2::uuid[])
     RETURNING organization_id, sync_version
 ), purged AS (
     SELECT organization_id, max(sync_version) AS through, count(*) AS removed
@@ -44,7 +63,12 @@ MAX_INTERVAL_SECONDS = 3600.0
 async def purge_once(database: Database, horizon_seconds: float) -> int:
     """Remove tombstones older than the horizon; how many went."""
     pool = await database.raw_pool()
-    return int(await pool.fetchval(PURGE, horizon_seconds))
+    async with pool.acquire() as connection, connection.transaction():
+        locked = await connection.fetch(LOCK_PURGED_ORGANIZATIONS, horizon_seconds)
+        if not locked:
+            return 0
+        organizations = [row["organization_id"] for row in locked]
+        return int(await connection.fetchval(PURGE, horizon_seconds, organizations))
 
 
 async def purge_tombstones(runtime: Runtime) -> None:
