@@ -207,8 +207,9 @@ def change_json(
     """`change_bytes(new_change(...))` of values already valid, without building models.
 
     For bulk writers (a burst of default workflows appends six changes a building):
-    pydantic's validation and dump were most of their CPU. `data` may hold UUIDs,
-    dates and datetimes, which encode as pydantic encodes them (tests compare bytes).
+    pydantic's validation and dump were most of their CPU. `data` may hold UUIDs
+    (asyncpg's subclass too), dates and datetimes, which encode as pydantic encodes
+    them (tests/contracts compares the bytes).
     """
     return orjson.dumps(
         {
