@@ -26,5 +26,6 @@ async def relay_outbox(runtime: Runtime) -> None:
         name="api",
         stream=CHANGES_STREAM.name,
         pack=pack_changes,
+        retention_seconds=runtime.settings.outbox_retention_hours * 3600,
     )
     await relay.run()

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     node_lease_seconds: int = Field(default=30, ge=5, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Published outbox rows are kept this long (to look into what was sent), then the
+    # relay deletes them: without it each service's outbox grows without bound.
+    outbox_retention_hours: float = Field(default=24, gt=0, le=24 * 365)
 
     # Sync: how long deletes are remembered (older checkpoints get 410 Gone), how long
     # a push waits for its changes to reach the replica, realtime heartbeat and the

@@ -45,5 +45,6 @@ async def relay_outbox(runtime: Runtime) -> None:
         name=SERVICE_NAME,
         stream=CHANGES_STREAM.name,
         pack=pack_changes,
+        retention_seconds=runtime.settings.outbox_retention_hours * 3600,
     )
     await relay.run()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import MetaData, Table, func, select, update
 
 from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.engine import Database
@@ -19,6 +20,7 @@ from fieldsync.kit.outbox import OutboxRelay, append, outbox_table, packed_messa
 from fieldsync.kit.outbox.relay import packs
 from tests import servers
 from tests.waiting import until
+from tests.workflows.support import eventually
 
 metadata = MetaData()
 OUTBOX: Table = outbox_table(metadata)
@@ -264,3 +266,54 @@ def test_a_pack_id_names_every_row_it_holds() -> None:
     assert packed_message_id("api", [1, 2, 5]) != packed_message_id("api", [1, 3, 5])
     assert packed_message_id("api", [1, 2, 5]) == packed_message_id("api", [1, 2, 5])
     assert packed_message_id("api", [7]) == "api:7"  # one row: the id it always had
+
+
+# --- pruning: published rows are kept for the retention, then deleted ------------------
+
+
+async def outbox_ids(database: Database) -> list[int]:
+    async with database.engine.connect() as connection:
+        return list((await connection.execute(select(OUTBOX.c.id).order_by(OUTBOX.c.id))).scalars())
+
+
+async def published_hours_ago(database: Database, row_id: int, hours: int) -> None:
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id == row_id)
+            .values(published_at=func.now() - timedelta(hours=hours))
+        )
+
+
+async def test_published_rows_past_the_retention_are_pruned_and_no_others(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    subject = f"{stream}.a"
+    old, recent = await append_to(database, [(subject, b"old"), (subject, b"recent")])
+    relay = relay_of(database, bus, stream)
+    assert await relay.publish_pending() == 2
+    (unpublished,) = await append_to(database, [(subject, b"not yet")])
+    await published_hours_ago(database, old, 2)
+
+    assert await relay.prune_published(3600) == 1
+    assert await outbox_ids(database) == [recent, unpublished]
+    assert await relay.prune_published(3600) == 0
+
+
+async def test_a_leading_relay_prunes_past_its_retention(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    (old,) = await append_to(database, [(f"{stream}.a", b"old")])
+    assert await relay_of(database, bus, stream).publish_pending() == 1
+    await published_hours_ago(database, old, 2)
+    relay = relay_of(database, bus, stream, retention_seconds=3600, idle_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+
+        async def pruned() -> bool:
+            return await outbox_ids(database) == []
+
+        await eventually(pruned)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

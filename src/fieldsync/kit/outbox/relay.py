@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -80,6 +81,12 @@ def packs(rows: Sequence[tuple[int, str, bytes]], max_bytes: int = PACK_MAX_BYTE
     return ordered
 
 
+# How often a leading relay looks for published rows past the retention, and how many
+# it deletes a statement.
+PRUNE_INTERVAL_SECONDS = 600.0
+PRUNE_SLICE = 5000
+
+
 def lock_key(name: str) -> int:
     """A stable 63-bit advisory-lock key for a relay name."""
     return int.from_bytes(hashlib.sha256(f"outbox:{name}".encode()).digest()[:8], "big") >> 1
@@ -107,6 +114,7 @@ class OutboxRelay:
         standby_seconds: float = 2.0,
         stream: str | None = None,
         pack: Pack | None = None,
+        retention_seconds: float | None = None,
         after_publish: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
@@ -121,6 +129,9 @@ class OutboxRelay:
         # The stream the table's subjects go to, when it may take atomic batches.
         self._stream = stream
         self._pack = pack
+        # Published rows older than this are deleted while leading (None: kept).
+        self._retention = retention_seconds
+        self._pruned_at = 0.0
         self.is_leader = False
         self.published = 0
 
@@ -177,6 +188,7 @@ class OutboxRelay:
                     stop_if_cancelled()
                     wake.clear()
                     published = await self.publish_pending()
+                    await self._prune_when_due()
                     if published < self._batch_size:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), self._idle)
@@ -219,6 +231,35 @@ class OutboxRelay:
             )
         self.published += len(rows)
         return len(rows)
+
+    async def _prune_when_due(self) -> None:
+        if self._retention is None:
+            return
+        now = time.monotonic()
+        if now - self._pruned_at < min(PRUNE_INTERVAL_SECONDS, self._retention / 2):
+            return
+        self._pruned_at = now
+        pruned = await self.prune_published(self._retention)
+        if pruned:
+            log.info("outbox pruned", relay=self.name, rows=pruned)
+
+    async def prune_published(self, older_than_seconds: float) -> int:
+        """Delete rows published more than `older_than_seconds` ago, `PRUNE_SLICE` rows a
+        statement (short locks, short transactions); how many went."""
+        name = self._table.name
+        pruned = 0
+        async with self._database.raw_connection() as connection:
+            while True:
+                deleted = await connection.fetchval(
+                    f'WITH gone AS (DELETE FROM "{name}" WHERE id IN ('  # noqa: S608 - our table
+                    f'SELECT id FROM "{name}" WHERE published_at < now() - make_interval('
+                    "secs => $1) ORDER BY id LIMIT $2) RETURNING 1) SELECT count(*) FROM gone",
+                    older_than_seconds,
+                    PRUNE_SLICE,
+                )
+                pruned += int(deleted)
+                if deleted < PRUNE_SLICE:
+                    return pruned
 
     def _messages(self, rows: list[tuple[int, str, bytes]]) -> list[tuple[str, bytes, str]]:
         """(subject, data, message id) to publish for `rows` (id, subject, payload)."""
