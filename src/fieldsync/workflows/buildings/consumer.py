@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from fieldsync.contracts.changes import CHANGES_STREAM, Change, ChangeOp, unpack_changes
 from fieldsync.contracts.workflows import default_workflow_key
+from fieldsync.kit.errors import Conflict
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging import ConsumerSpec
 from fieldsync.kit.runtime import Runtime
@@ -245,6 +246,12 @@ async def _create_defaults(state: WorkflowsState, new: list[Change]) -> bool:
             )
     except asyncio.CancelledError:
         raise
+    except Conflict as exc:
+        # Mostly expected: the api made some of these default workflows itself meanwhile
+        # (its create asks for one too). One by one, each building finds its own, and a
+        # real refusal (a key used for another building) is logged as a failure there.
+        log.info("building changes: batch create raced; one by one", reason=str(exc))
+        return False
     except Exception as exc:
         log.warning("building changes: batch create failed", error=str(exc) or type(exc).__name__)
         return False
