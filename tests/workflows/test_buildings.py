@@ -36,6 +36,7 @@ from fieldsync.workflows.buildings.consumer import (
     nak_delay,
     slices,
 )
+from fieldsync.workflows.buildings.known import BuildingsWithDefaults
 from fieldsync.workflows.state import WorkflowsState
 from fieldsync.workflows.templates.service import DEFAULT_STEPS, DEFAULT_TEMPLATE_NAME
 from tests.workflows.support import Client, Org, eventually, rows
@@ -432,6 +433,57 @@ async def test_a_batch_whose_lookup_fails_naks_each_message(buildings: Buildings
     finally:
         await unreachable.dispose()
     assert [m.outcome for m in batch] == [("nak", 4.0), ("nak", 4.0)]
+
+
+async def test_edits_of_buildings_found_before_settle_without_the_database(
+    buildings: Buildings, workflows: Client, workflows_runtime: Runtime
+) -> None:
+    org, building = buildings.org, uuid.uuid4()
+    subject = change_subject(org.id, BUILDINGS_COLLECTION)
+
+    def edit() -> FakeMessage:
+        change = buildings.change(building, ChangeOp.UPSERT)
+        return FakeMessage(change.model_dump_json().encode(), subject)
+
+    known = BuildingsWithDefaults()
+    first = [edit()]
+    await handle_batch(WorkflowsState.of(workflows_runtime), first, known)
+    assert first[0].outcome == ("ack", None)
+    assert building in known
+    assert len((await workflows.list(org.manager, building_id=building)).items) == 1
+
+    # Its next edits are settled from memory: a database that cannot be reached is
+    # never asked (it would nak them, as the lookup test below shows).
+    unreachable = Database("postgresql://postgres@127.0.0.1:1/nowhere", name="down", pool_size=1)
+    broken = WorkflowsState(database=unreachable, ids=SnowflakeGenerator(1))
+    later = [edit(), edit()]
+    try:
+        await handle_batch(broken, later, known)
+    finally:
+        await unreachable.dispose()
+    assert [m.outcome for m in later] == [("ack", None)] * 2
+
+    # A delete is handled in order, and the building is forgotten.
+    gone = [
+        FakeMessage(buildings.change(building, ChangeOp.DELETE).model_dump_json().encode(), subject)
+    ]
+    await handle_batch(WorkflowsState.of(workflows_runtime), gone, known)
+    assert gone[0].outcome == ("ack", None)
+    assert building not in known
+    assert (await workflows.list(org.manager, building_id=building)).items == []
+
+
+def test_the_memory_of_buildings_forgets_the_oldest_beyond_its_capacity() -> None:
+    known = BuildingsWithDefaults(capacity=3)
+    first, *rest = [uuid.uuid4() for _ in range(4)]
+    known.add([first, *rest[:2]])
+    known.add([rest[2]])
+    assert first not in known
+    assert all(building in known for building in rest)
+    assert len(known) == 3
+    known.discard(rest[0])
+    assert rest[0] not in known
+    assert len(known) == 2
 
 
 async def test_packed_messages_are_settled_whole_and_in_order(

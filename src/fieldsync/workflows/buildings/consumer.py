@@ -32,6 +32,7 @@ from fieldsync.kit.errors import Conflict
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging import ConsumerSpec
 from fieldsync.kit.runtime import Runtime
+from fieldsync.workflows.buildings.known import BuildingsWithDefaults
 from fieldsync.workflows.state import WorkflowsState
 from fieldsync.workflows.workflows import creating
 from fieldsync.workflows.workflows.repository import keys_in_use
@@ -168,51 +169,65 @@ async def handle(state: WorkflowsState, message: Message) -> None:
         await message.ack()
 
 
-async def handle_batch(state: WorkflowsState, messages: Sequence[Message]) -> None:
+async def handle_batch(
+    state: WorkflowsState,
+    messages: Sequence[Message],
+    known: BuildingsWithDefaults | None = None,
+) -> None:
     """Settle a fetched batch: messages whose changes are all upserts of buildings that
     have their default workflow at once, new buildings' default workflows in one
-    transaction, then every other message in order, as `handle` does."""
+    transaction, then every other message in order, as `handle` does.
+
+    `known` holds buildings found with their default workflow before: they are not
+    asked about again, and those this batch finds or makes are added.
+    """
+    known = BuildingsWithDefaults() if known is None else known
     parsed: list[tuple[Message, list[Change]]] = []
     for message in messages:
         with contextlib.suppress(Malformed):  # `handle` drops it below, with a log line
             parsed.append((message, parse(message)))
     changes = [change for _, its in parsed for change in its]
     upserts = [change for change in changes if change.op is ChangeOp.UPSERT]
+    deleted = {change.id for change in changes if change.op is ChangeOp.DELETE}
+    for building_id in deleted:
+        known.discard(building_id)
     settled: set[int] = set()
-    if upserts:
+    unknown = [change for change in upserts if change.id not in known]
+    if unknown:
         try:
             async with state.database.raw_connection() as connection:
                 have = await keys_in_use(
                     connection,
-                    [(c.organization_id, default_workflow_key(c.id), c.id) for c in upserts],
+                    [(c.organization_id, default_workflow_key(c.id), c.id) for c in unknown],
                 )
         except Exception as exc:  # each message then fails (and is nak'ed) on its own
             log.warning("building changes: batch lookup failed", error=str(exc))
             await _one_by_one(state, messages, settled)
             return
-        deleted = {change.id for change in changes if change.op is ChangeOp.DELETE}
         # A building deleted in the batch keeps its order: made (or not) one by one.
         new = {
             change.id: change
-            for change in upserts
+            for change in unknown
             if (change.organization_id, default_workflow_key(change.id)) not in have
             and change.id not in deleted
         }
         if new and not await _create_defaults(state, list(new.values())):
             new = {}
-        for message, its in parsed:
-            if all(
-                change.op is ChangeOp.UPSERT
-                and (
-                    change.id in new
-                    or (change.organization_id, default_workflow_key(change.id)) in have
-                )
-                for change in its
-            ):
-                # Unconfirmed: redelivered, every building's key is in use and it settles
-                # here again.
-                await message.ack(confirmed=False)
-                settled.add(id(message))
+        known.add(
+            change.id
+            for change in unknown
+            if change.id not in deleted
+            and (
+                change.id in new
+                or (change.organization_id, default_workflow_key(change.id)) in have
+            )
+        )
+    for message, its in parsed:
+        if all(change.op is ChangeOp.UPSERT and change.id in known for change in its):
+            # Unconfirmed: redelivered, every building's key is in use and it settles
+            # here again.
+            await message.ack(confirmed=False)
+            settled.add(id(message))
     await _one_by_one(state, messages, settled)
 
 
@@ -276,11 +291,12 @@ async def follow_buildings(runtime: Runtime) -> None:
             await jetstream.ensure_stream(CHANGES_STREAM)
             await jetstream.ensure_consumer(BUILDINGS_CONSUMER)
             consumer = await jetstream.pull(BUILDINGS_CONSUMER)
+            known = BuildingsWithDefaults()
             try:
                 while True:
                     messages = await consumer.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
                     for piece in slices(messages):
-                        await handle_batch(state, piece)
+                        await handle_batch(state, piece, known)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.close()
