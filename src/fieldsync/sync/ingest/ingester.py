@@ -33,6 +33,7 @@ from fieldsync.kit.db.leader import lead_when_elected
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import ConsumerSpec, DurableMessage
 from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.ingest.through import WrittenThrough, written_through
 from fieldsync.sync.ingest.writer import RecordVersion, newer_than_replica, write_batch
 
 log = get_logger(__name__)
@@ -112,19 +113,38 @@ def _peek(item: Any) -> RecordVersion | None:
         return None
 
 
-async def not_yet_held(connection: asyncpg.Connection, items: list[Any]) -> list[Any]:
+async def not_yet_held(
+    connection: asyncpg.Connection,
+    items: list[Any],
+    peeked: list[RecordVersion | None] | None = None,
+) -> list[Any]:
     """The decoded changes of a batch except record changes the replica holds at their
-    version.
+    version (`peeked`: each item's `_peek`, when already made).
 
     Those are the copies of what pushes wrote through; owner versions only grow, so an
     unlocked read cannot wrongly drop a change. The rest is validated and written.
     """
-    peeked = [_peek(item) for item in items]
+    peeked = [_peek(item) for item in items] if peeked is None else peeked
     keys = [key for key in peeked if key is not None]
     if not keys:
         return items
     wanted = await newer_than_replica(connection, keys)
     return [item for item, key in zip(items, peeked, strict=True) if key is None or key in wanted]
+
+
+async def not_written_through(
+    written: WrittenThrough, items: list[Any]
+) -> tuple[list[Any], list[RecordVersion | None]]:
+    """`items` without the copies of what this process's pushes wrote through (after
+    waiting, briefly, for those still writing), each with its `_peek`."""
+    peeked = [_peek(item) for item in items]
+    await written.settle(key for key in peeked if key is not None)
+    kept = [
+        (item, key)
+        for item, key in zip(items, peeked, strict=True)
+        if key is None or not written.holds(key)
+    ]
+    return [item for item, _ in kept], [key for _, key in kept]
 
 
 async def ingest(runtime: Runtime) -> None:
@@ -137,6 +157,7 @@ async def ingest(runtime: Runtime) -> None:
         await jetstream.ensure_consumer(INGEST_CONSUMER)
         consumer = await jetstream.rewind_and_pull(INGEST_CONSUMER)
         pool = await database.raw_pool()
+        written = written_through(runtime)
         try:
             while True:
                 messages = await consumer.fetch(
@@ -145,10 +166,14 @@ async def ingest(runtime: Runtime) -> None:
                 if not messages:
                     continue
                 for chunk in chunks(messages):
+                    # Pushes write their own changes through: their copies here are
+                    # dropped before they are validated or any lock is taken, from
+                    # memory when this process's pushes wrote them, else by asking.
+                    unknown, peeked = await not_written_through(written, chunk)
+                    if not unknown:
+                        continue
                     async with pool.acquire() as connection:
-                        # Pushes write their own changes through: their copies here are
-                        # dropped before they are validated or any lock is taken.
-                        fresh = await not_yet_held(connection, chunk)
+                        fresh = await not_yet_held(connection, unknown, peeked)
                         pokes = await write_batch(connection, parse(fresh)) if fresh else []
                     for poke in pokes:
                         await runtime.bus.publish(poke_subject(poke.organization_id), poke)

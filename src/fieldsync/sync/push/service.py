@@ -23,6 +23,7 @@ from fieldsync.contracts.mutations import (
 from fieldsync.kit.errors import Unavailable
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.ingest.through import written_through
 from fieldsync.sync.push.checks import MutationChecks, referenced_keys
 from fieldsync.sync.push.replica import RecordKey, lookup, not_arrived
 from fieldsync.sync.push.schemas import PushIn, PushOut, PushResult
@@ -80,36 +81,40 @@ async def push(
 
     written: dict[RecordKey, int] = {}
     refused = all_or_nothing and any(result is not None for result in results)
-    for run in runs:
-        if refused:
-            for position, mutation in zip(run.positions, run.mutations, strict=True):
-                results[position] = not_applied(mutation.mutation_id)
-            continue
-        reply = await runtime.bus.request(
-            run.subject,
-            ApplyMutations(
-                caller=caller,
-                building_scope=None if scope is None else sorted(scope),
-                client_id=body.client_id,
-                mutations=run.mutations,
-                all_or_nothing=all_or_nothing,
-            ),
-            AppliedMutations,
-            timeout=OWNER_TIMEOUT_SECONDS,
-        )
-        refused = all_or_nothing and any(
-            result.status is not MutationStatus.APPLIED for result in reply.results
-        )
-        for position, mutation, result in zip(
-            run.positions, run.mutations, reply.results, strict=True
-        ):
-            results[position] = result
-            if result.version is not None and result.status is not MutationStatus.REJECTED:
-                key = (mutation.collection, mutation.id)
-                written[key] = max(written.get(key, 0), result.version)
-        for key, version in (await write_through(runtime, reply.changes)).items():
-            if written.get(key, version + 1) <= version:
-                del written[key]  # in the replica now
+    # Marked until written through: the ingester waits for these rather than write the
+    # copies the owners' relays publish meanwhile.
+    sent = [(mutation.collection, mutation.id) for run in runs for mutation in run.mutations]
+    with written_through(runtime).pushing(sent):
+        for run in runs:
+            if refused:
+                for position, mutation in zip(run.positions, run.mutations, strict=True):
+                    results[position] = not_applied(mutation.mutation_id)
+                continue
+            reply = await runtime.bus.request(
+                run.subject,
+                ApplyMutations(
+                    caller=caller,
+                    building_scope=None if scope is None else sorted(scope),
+                    client_id=body.client_id,
+                    mutations=run.mutations,
+                    all_or_nothing=all_or_nothing,
+                ),
+                AppliedMutations,
+                timeout=OWNER_TIMEOUT_SECONDS,
+            )
+            refused = all_or_nothing and any(
+                result.status is not MutationStatus.APPLIED for result in reply.results
+            )
+            for position, mutation, result in zip(
+                run.positions, run.mutations, reply.results, strict=True
+            ):
+                results[position] = result
+                if result.version is not None and result.status is not MutationStatus.REJECTED:
+                    key = (mutation.collection, mutation.id)
+                    written[key] = max(written.get(key, 0), result.version)
+            for key, version in (await write_through(runtime, reply.changes)).items():
+                if written.get(key, version + 1) <= version:
+                    del written[key]  # in the replica now
 
     await wait_until_replicated(runtime, caller, written)
     return PushOut(results=await _as_pushed(runtime, body, results))

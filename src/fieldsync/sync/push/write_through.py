@@ -17,6 +17,7 @@ from fieldsync.contracts.changes import Change
 from fieldsync.contracts.sync import poke_subject
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.runtime import Runtime
+from fieldsync.sync.ingest.through import written_through
 from fieldsync.sync.ingest.writer import write_batch
 from fieldsync.sync.push.replica import RecordKey
 
@@ -51,4 +52,5 @@ async def write_through(runtime: Runtime, changes: list[Change]) -> dict[RecordK
     for change in changes:
         key = (change.collection, change.id)
         written[key] = max(written.get(key, 0), change.version)
+    written_through(runtime).wrote(written)
     return written
