@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from asyncpg.pgproto import pgproto
 from pydantic import BaseModel
 
+from fieldsync.api.buildings.bulk_repository import building_data
+from fieldsync.api.buildings.schemas import BuildingOut
 from fieldsync.contracts import workflows as contract
 from fieldsync.contracts.changes import (
     Change,
+    built_change,
     change_bytes,
     change_json,
     change_subject,
     new_change,
 )
 from fieldsync.contracts.workflows import WorkflowStatus
+from fieldsync.kit.messaging.codec import encode_model
 from fieldsync.workflows.workflows.creating import _changes_of
 
 MOMENTS = [
@@ -147,3 +152,42 @@ def test_a_default_workflow_and_its_steps_encode_as_their_models_do() -> None:
             for step, row in zip(steps, rows, strict=True)
         ),
     ]
+
+
+@pytest.mark.parametrize("moment", MOMENTS[:2])
+def test_a_building_row_builds_the_change_its_model_would(moment: datetime) -> None:
+    """The set-based push path reads its changes off the rows it wrote (`building_data`)."""
+    public_id = pgproto.UUID(str(uuid.uuid4()))  # what asyncpg returns for a uuid column
+    row = {
+        "uuid": public_id,
+        "name": "Station",
+        "address": None,
+        "city": "Bern",
+        "country": "CH",
+        "latitude": Decimal("46.948000"),
+        "longitude": None,
+        "floors": 2,
+        "notes": 'badge "needed"',
+        "created_at": moment,
+        "updated_at": moment,
+        "version": 3,
+    }
+    model = BuildingOut.model_validate({**row, "id": row["uuid"]})
+    fields = {
+        "collection": "buildings",
+        "record_id": public_id,
+        "organization_id": uuid.uuid4(),
+        "building_id": public_id,
+        "version": 3,
+        "occurred_at": moment,
+    }
+
+    change, payload = built_change(**fields, data=building_data(row))  # type: ignore[arg-type]
+
+    expected = change_bytes(
+        new_change(**fields, data=model.model_dump(mode="json", exclude={"created_at"}))
+    )
+    assert payload == expected
+    assert encode_model(change) == expected  # as the owner's answer carries it
+    gone, gone_payload = built_change(**fields, data=None)
+    assert gone_payload == encode_model(gone) == change_bytes(new_change(**fields, data=None))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -23,13 +24,14 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.api.buildings.bulk_repository import (
+    building_data,
     delete_buildings,
     insert_buildings,
     update_buildings,
 )
-from fieldsync.api.buildings.schemas import BuildingCreate, BuildingOut, BuildingUpdate
+from fieldsync.api.buildings.schemas import BuildingCreate, BuildingUpdate
 from fieldsync.api.changes import change_log
-from fieldsync.contracts.changes import Change, ChangeOp, new_change
+from fieldsync.contracts.changes import Change, ChangeOp, built_change
 from fieldsync.contracts.collections import BUILDINGS
 from fieldsync.contracts.identity import Caller, Role
 from fieldsync.contracts.mutations import Mutation, MutationResult, applied, result_of_error
@@ -39,7 +41,8 @@ from fieldsync.kit.ids import SnowflakeGenerator
 # `Collection.writable` builds a set on each call: once here for every request.
 WRITABLE = BUILDINGS.writable
 
-Written = dict[uuid.UUID, BuildingOut]
+# Rows a statement wrote, by public id.
+Written = dict[uuid.UUID, asyncpg.Record]
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -99,19 +102,21 @@ class BulkBuildingMutations:
         if written is None:
             return {}
         inserted, updated, deleted = written
-        changes: list[Change] = []
+        changes: list[tuple[Change, bytes]] = []
         for mutation in planned:
             if mutation.op is ChangeOp.DELETE:
-                building = deleted.get(mutation.id)
+                row = deleted.get(mutation.id)
             elif mutation.base_version is None:
-                building = inserted.get(mutation.id)
+                row = inserted.get(mutation.id)
             else:
-                building = updated.get(mutation.id)
-            if building is None:
+                row = updated.get(mutation.id)
+            if row is None:
                 continue  # not written: the per-mutation path answers it
-            results[mutation.mutation_id] = applied(mutation.mutation_id, building.version)
-            changes.append(self._change(building, deleted=mutation.op is ChangeOp.DELETE))
-        await change_log(self.session, self.ids).record_all(changes)
+            results[mutation.mutation_id] = applied(mutation.mutation_id, row["version"])
+            changes.append(self._change(row, deleted=mutation.op is ChangeOp.DELETE))
+        await change_log(self.session, self.ids).record_built(
+            await driver_connection(self.session), changes
+        )
         return results
 
     async def _write(
@@ -155,15 +160,17 @@ class BulkBuildingMutations:
             return None
         return inserted, updated, deleted
 
-    def _change(self, building: BuildingOut, *, deleted: bool) -> Change:
-        """The change event the per-mutation path records for this write."""
-        return new_change(
+    def _change(self, row: asyncpg.Record, *, deleted: bool) -> tuple[Change, bytes]:
+        """The change event (and its JSON) the per-mutation path records for this write."""
+        return built_change(
             BUILDINGS.name,
-            record_id=building.id,
+            record_id=row["uuid"],
             organization_id=self.caller.organization_id,
-            building_id=building.id,
-            version=building.version,
-            data=None if deleted else building.model_dump(mode="json", exclude={"created_at"}),
+            building_id=row["uuid"],
+            version=row["version"],
+            data=None if deleted else building_data(row),
+            # What `new_change` would stamp: the time the change is recorded.
+            occurred_at=datetime.now(UTC),
         )
 
 
