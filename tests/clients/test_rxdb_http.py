@@ -192,6 +192,25 @@ async def test_a_push_of_1000_documents_is_accepted_and_pulls_are_capped(
     assert len(await pull_all(http, admin)) == 1001
 
 
+async def test_a_document_twice_in_a_large_push_is_applied_in_order(
+    client_env: ClientEnv,
+) -> None:
+    """Chunks of a push go to the owners side by side only when no document repeats."""
+    http, admin = client_env.http, client_env.admin
+    repeated = building("First")
+    rows = [created(repeated)]
+    rows += [created(building(f"Filler {n}")) for n in range(499)]
+    rows.append(created({**repeated, "name": "Second"}))  # in the next chunk of 500
+
+    answer = await push(http, admin, rows)
+
+    # In order: the first create wrote it, so the second conflicts with what it wrote.
+    assert [(document["id"], document["name"]) for document in answer] == [
+        (repeated["id"], "First")
+    ]
+    assert (await pull_all(http, admin))[repeated["id"]]["name"] == "First"
+
+
 async def test_schema_versions_tokens_and_collections_are_checked(
     client_env: ClientEnv, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

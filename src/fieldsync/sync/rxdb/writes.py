@@ -16,6 +16,7 @@ other repeat of a row conflicts on its version, so nothing is written twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from typing import Any
@@ -29,7 +30,7 @@ from fieldsync.contracts.mutations import MAX_MUTATIONS, MutationStatus, Rejecti
 from fieldsync.kit.errors import Forbidden, ValidationFailed
 from fieldsync.kit.runtime import Runtime
 from fieldsync.sync.push.replica import lookup
-from fieldsync.sync.push.schemas import PushIn, PushMutation, PushResult
+from fieldsync.sync.push.schemas import PushIn, PushMutation, PushOut, PushResult
 from fieldsync.sync.push.service import push
 from fieldsync.sync.rxdb.schemas import Document, PushRow
 from fieldsync.sync.scope import building_scope
@@ -153,14 +154,30 @@ async def write_rows(
         else:
             to_send.append(mutation)
     rejected: list[dict[str, Any]] = []
-    for start in range(0, len(to_send), MAX_MUTATIONS):
-        chunk = to_send[start : start + MAX_MUTATIONS]
+    chunks = [
+        to_send[start : start + MAX_MUTATIONS] for start in range(0, len(to_send), MAX_MUTATIONS)
+    ]
+
+    async def push_chunk(number: int, chunk: list[PushMutation]) -> PushOut:
         renumbered = [m.model_copy(update={"mutation_id": n}) for n, m in enumerate(chunk, start=1)]
-        pushed = await push(
-            runtime,
-            caller,
-            PushIn(client_id=_batch_name(collection, rows, start), mutations=renumbered),
+        name = _batch_name(collection, rows, number * MAX_MUTATIONS)
+        return await push(runtime, caller, PushIn(client_id=name, mutations=renumbered))
+
+    if len({mutation.id for mutation in to_send}) == len(to_send):
+        # Each document once: the chunks' outcomes do not depend on one another, and each
+        # has its own ledger name, so they go to the owners side by side (two cores busy
+        # instead of one, for the large pushes of an initial upload).
+        # Both finish before a failure is raised: no push is left running unawaited.
+        settled = await asyncio.gather(
+            *(push_chunk(n, c) for n, c in enumerate(chunks)), return_exceptions=True
         )
+        for outcome in settled:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        answers = [outcome for outcome in settled if isinstance(outcome, PushOut)]
+    else:
+        answers = [await push_chunk(n, c) for n, c in enumerate(chunks)]
+    for chunk, pushed in zip(chunks, answers, strict=True):
         for mutation, result in zip(chunk, pushed.results, strict=True):
             _settle(mutation, result, conflicts, rejected)
     if rejected:
