@@ -239,7 +239,7 @@ def change_json(
     (asyncpg's subclass too), dates and datetimes, which encode as pydantic encodes
     them (tests/contracts compares the bytes).
     """
-    return orjson.dumps(
+    return _dumps(
         {
             "collection": collection,
             "id": record_id,
@@ -249,9 +249,7 @@ def change_json(
             "version": version,
             "building_id": building_id,
             "occurred_at": occurred_at,
-        },
-        option=orjson.OPT_UTC_Z,
-        default=_uuid_subclass,
+        }
     )
 
 
@@ -277,16 +275,12 @@ def built_change(
         building_id=building_id,
         occurred_at=occurred_at,
     )
-    payload = change_json(
-        collection,
-        record_id=record_id,
-        organization_id=organization_id,
-        building_id=building_id,
-        version=version,
-        data=data,
-        occurred_at=occurred_at,
-    )
-    return change, payload
+    # The model's fields, in its order: what `change_json` encodes.
+    return change, _dumps(change.__dict__)
+
+
+def _dumps(fields: dict[str, Any]) -> bytes:
+    return orjson.dumps(fields, option=orjson.OPT_UTC_Z, default=_uuid_subclass)
 
 
 def _uuid_subclass(value: object) -> str:
