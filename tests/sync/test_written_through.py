@@ -4,6 +4,7 @@ dropped from memory, and records a push is still writing are waited for, briefly
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import orjson
@@ -24,6 +25,10 @@ def item(record_id: uuid.UUID, version: int, collection: str = "buildings") -> o
         data={"name": "x"},
     )
     return orjson.loads(change_bytes(change))
+
+
+def in_seconds(seconds: float) -> float:
+    return time.monotonic() + seconds
 
 
 def test_a_written_version_holds_it_and_older_ones_only() -> None:
@@ -52,8 +57,8 @@ async def test_settling_waits_for_a_push_still_writing_the_record() -> None:
     record, other = uuid.uuid4(), uuid.uuid4()
     with written.pushing([("buildings", record)]):
         # A record no push is writing settles at once.
-        await asyncio.wait_for(written.settle([("buildings", other, 1)], timeout=30), 5)
-        waiting = asyncio.create_task(written.settle([("buildings", record, 1)], timeout=30))
+        await asyncio.wait_for(written.settle([("buildings", other, 1)], in_seconds(30)), 5)
+        waiting = asyncio.create_task(written.settle([("buildings", record, 1)], in_seconds(30)))
         for _ in range(5):
             await asyncio.sleep(0)  # let it run up to its wait
         assert not waiting.done()
@@ -62,11 +67,34 @@ async def test_settling_waits_for_a_push_still_writing_the_record() -> None:
     assert written.holds(("buildings", record, 1))
 
 
-async def test_settling_gives_up_after_its_timeout() -> None:
+async def test_settling_gives_up_at_its_deadline() -> None:
     written = WrittenThrough()
     record = uuid.uuid4()
     with written.pushing([("buildings", record)]):
-        await asyncio.wait_for(written.settle([("buildings", record, 1)], timeout=0.05), 5)
+        await asyncio.wait_for(written.settle([("buildings", record, 1)], in_seconds(0.05)), 5)
+
+
+async def test_a_version_written_already_is_not_waited_for() -> None:
+    """A push marked for two owner requests' worth of records: what the first wrote is
+    not waited for while the push goes on."""
+    written = WrittenThrough()
+    record = uuid.uuid4()
+    with written.pushing([("buildings", record)]):
+        written.wrote({("buildings", record): 2})
+        await asyncio.wait_for(written.settle([("buildings", record, 2)], in_seconds(30)), 5)
+        newer = asyncio.create_task(written.settle([("buildings", record, 3)], in_seconds(30)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not newer.done()  # version 3 is not written yet: that one waits
+    await asyncio.wait_for(newer, 5)
+
+
+def test_assignments_are_not_remembered() -> None:
+    written = WrittenThrough(remembered=1)
+    record, assignment = uuid.uuid4(), uuid.uuid4()
+    written.wrote({("buildings", record): 1, ("building_assignments", assignment): 1})
+    assert written.holds(("buildings", record, 1))
+    assert not written.holds(("building_assignments", assignment, 1))
 
 
 async def test_copies_of_written_changes_are_dropped_and_the_rest_kept() -> None:
@@ -76,7 +104,7 @@ async def test_copies_of_written_changes_are_dropped_and_the_rest_kept() -> None
     not_a_change = {"collection": "buildings"}
     items = [item(pushed, 1), item(pushed, 2), item(newer, 2), item(foreign, 1), not_a_change]
 
-    kept, peeked = await not_written_through(written, items)
+    kept, peeked = await not_written_through(written, items, in_seconds(30))
 
     assert kept == [items[2], items[3], not_a_change]
     assert peeked == [("buildings", newer, 2), ("buildings", foreign, 1), None]

@@ -18,6 +18,7 @@ order; what the replica already holds is dropped as a copy.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,7 @@ from fieldsync.kit.db.leader import lead_when_elected
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import ConsumerSpec, DurableMessage
 from fieldsync.kit.runtime import Runtime
-from fieldsync.sync.ingest.through import WrittenThrough, written_through
+from fieldsync.sync.ingest.through import MAX_WAIT_SECONDS, WrittenThrough, written_through
 from fieldsync.sync.ingest.writer import RecordVersion, newer_than_replica, write_batch
 
 log = get_logger(__name__)
@@ -133,12 +134,12 @@ async def not_yet_held(
 
 
 async def not_written_through(
-    written: WrittenThrough, items: list[Any]
+    written: WrittenThrough, items: list[Any], deadline: float
 ) -> tuple[list[Any], list[RecordVersion | None]]:
     """`items` without the copies of what this process's pushes wrote through (after
-    waiting, briefly, for those still writing), each with its `_peek`."""
+    waiting, until `deadline` at most, for those still writing), each with its `_peek`."""
     peeked = [_peek(item) for item in items]
-    await written.settle(key for key in peeked if key is not None)
+    await written.settle((key for key in peeked if key is not None), deadline)
     kept = [
         (item, key)
         for item, key in zip(items, peeked, strict=True)
@@ -165,11 +166,13 @@ async def ingest(runtime: Runtime) -> None:
                 )
                 if not messages:
                     continue
+                # One bound on waiting for pushes for the whole fetch: its chunks share it.
+                deadline = time.monotonic() + MAX_WAIT_SECONDS
                 for chunk in chunks(messages):
                     # Pushes write their own changes through: their copies here are
                     # dropped before they are validated or any lock is taken, from
                     # memory when this process's pushes wrote them, else by asking.
-                    unknown, peeked = await not_written_through(written, chunk)
+                    unknown, peeked = await not_written_through(written, chunk, deadline)
                     if not unknown:
                         continue
                     async with pool.acquire() as connection:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 
+from fieldsync.contracts.collections import COLLECTIONS
 from fieldsync.kit.runtime import Runtime
 
 RecordKey = tuple[str, uuid.UUID]
@@ -25,9 +26,10 @@ RESOURCE = "sync.written_through"
 # Records whose written version is remembered (about 200 bytes each): copies arrive
 # within a second or so of their push, a few hundred thousand records a minute at most.
 REMEMBERED = 50_000
-# The longest the ingester waits for pushes in flight, all other organizations' changes
-# waiting behind it. A push's write-through follows its owner's commit by milliseconds;
-# past this the ingester writes the copies itself, which is harmless.
+# The longest the ingester waits for pushes in flight during one fetch, every other
+# organization's changes waiting behind it (well inside the consumer's ack wait). A
+# push's write-through follows its owner's commit by milliseconds; past this the
+# ingester writes the copies itself, which is harmless.
 MAX_WAIT_SECONDS = 0.5
 
 
@@ -41,7 +43,7 @@ class WrittenThrough:
 
     @contextlib.contextmanager
     def pushing(self, keys: Iterable[RecordKey]) -> Iterator[None]:
-        """Mark the records a push sends to their owners until it has written them."""
+        """Mark the records of one owner request until its changes are written through."""
         done = asyncio.Event()
         marked = list(set(keys))
         for key in marked:
@@ -60,6 +62,8 @@ class WrittenThrough:
     def wrote(self, versions: dict[RecordKey, int]) -> None:
         """Note versions the replica holds now (a write-through committed them)."""
         for key, version in versions.items():
+            if key[0] not in COLLECTIONS:
+                continue  # assignments: the ingester never drops those from memory
             self._written.pop(key, None)  # moves the record to the newest end
             self._written[key] = version
         while len(self._written) > self._remembered:
@@ -70,16 +74,15 @@ class WrittenThrough:
         collection, record_id, version = key
         return self._written.get((collection, record_id), 0) >= version
 
-    async def settle(
-        self, keys: Iterable[RecordVersion], timeout: float = MAX_WAIT_SECONDS
-    ) -> None:
-        """Return once no push is writing any of these records, or after `timeout`."""
+    async def settle(self, keys: Iterable[RecordVersion], deadline: float) -> None:
+        """Return once no push is writing any of these records the replica does not hold
+        yet, or at `deadline` (a `time.monotonic()` reading)."""
         pending = {
             done
-            for collection, record_id, _ in keys
-            for done in self._in_flight.get((collection, record_id), ())
+            for key in keys
+            if not self.holds(key)
+            for done in self._in_flight.get((key[0], key[1]), ())
         }
-        deadline = time.monotonic() + timeout
         for done in pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -81,15 +81,15 @@ async def push(
 
     written: dict[RecordKey, int] = {}
     refused = all_or_nothing and any(result is not None for result in results)
-    # Marked until written through: the ingester waits for these rather than write the
-    # copies the owners' relays publish meanwhile.
-    sent = [(mutation.collection, mutation.id) for run in runs for mutation in run.mutations]
-    with written_through(runtime).pushing(sent):
-        for run in runs:
-            if refused:
-                for position, mutation in zip(run.positions, run.mutations, strict=True):
-                    results[position] = not_applied(mutation.mutation_id)
-                continue
+    through = written_through(runtime)
+    for run in runs:
+        if refused:
+            for position, mutation in zip(run.positions, run.mutations, strict=True):
+                results[position] = not_applied(mutation.mutation_id)
+            continue
+        # Marked until written through: the ingester waits for these rather than write
+        # the copies the owner's relay publishes meanwhile.
+        with through.pushing((mutation.collection, mutation.id) for mutation in run.mutations):
             reply = await runtime.bus.request(
                 run.subject,
                 ApplyMutations(
