@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import asyncpg
 import orjson
@@ -222,16 +222,18 @@ def change_bytes(change: Change) -> bytes:
     return change.model_dump_json().encode()
 
 
-def change_json(
-    collection: str,
-    *,
-    record_id: uuid.UUID,
-    organization_id: uuid.UUID,
-    building_id: uuid.UUID | None,
-    version: int,
-    data: dict[str, Any] | None,
-    occurred_at: datetime,
-) -> bytes:
+class BuiltChangeFields(TypedDict):
+    """A change's values for `change_json` and `built_change`, already valid."""
+
+    record_id: uuid.UUID
+    organization_id: uuid.UUID
+    building_id: uuid.UUID | None
+    version: int
+    data: dict[str, Any] | None
+    occurred_at: datetime
+
+
+def change_json(collection: str, **fields: Unpack[BuiltChangeFields]) -> bytes:
     """`change_bytes(new_change(...))` of values already valid, without building models.
 
     For bulk writers (a burst of default workflows appends six changes a building):
@@ -239,44 +241,29 @@ def change_json(
     (asyncpg's subclass too), dates and datetimes, which encode as pydantic encodes
     them (tests/contracts compares the bytes).
     """
-    return _dumps(
-        {
-            "collection": collection,
-            "id": record_id,
-            "organization_id": organization_id,
-            "op": ChangeOp.DELETE.value if data is None else ChangeOp.UPSERT.value,
-            "data": data,
-            "version": version,
-            "building_id": building_id,
-            "occurred_at": occurred_at,
-        }
-    )
+    return _dumps(_model_fields(collection, fields))
 
 
-def built_change(
-    collection: str,
-    *,
-    record_id: uuid.UUID,
-    organization_id: uuid.UUID,
-    building_id: uuid.UUID | None,
-    version: int,
-    data: dict[str, Any] | None,
-    occurred_at: datetime,
-) -> tuple[Change, bytes]:
+def built_change(collection: str, **fields: Unpack[BuiltChangeFields]) -> tuple[Change, bytes]:
     """`new_change(...)` and its `change_json`, for values already valid (read back
     from the owner's own table): the model is built without validation."""
-    change = Change.model_construct(
-        collection=collection,
-        id=record_id,
-        organization_id=organization_id,
-        op=ChangeOp.DELETE if data is None else ChangeOp.UPSERT,
-        data=data,
-        version=version,
-        building_id=building_id,
-        occurred_at=occurred_at,
-    )
-    # The model's fields, in its order: what `change_json` encodes.
-    return change, _dumps(change.__dict__)
+    values = _model_fields(collection, fields)
+    return Change.model_construct(**values), _dumps(values)
+
+
+def _model_fields(collection: str, fields: BuiltChangeFields) -> dict[str, Any]:
+    """The `Change` fields, in the model's order (the JSON's key order)."""
+    data = fields["data"]
+    return {
+        "collection": collection,
+        "id": fields["record_id"],
+        "organization_id": fields["organization_id"],
+        "op": ChangeOp.DELETE if data is None else ChangeOp.UPSERT,
+        "data": data,
+        "version": fields["version"],
+        "building_id": fields["building_id"],
+        "occurred_at": fields["occurred_at"],
+    }
 
 
 def _dumps(fields: dict[str, Any]) -> bytes:
