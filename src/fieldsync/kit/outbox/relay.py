@@ -146,7 +146,9 @@ class OutboxRelay:
         # Published rows older than this are deleted while leading (None: kept).
         self._retention = retention_seconds
         self._linger = linger_seconds
-        self._pruned_at = 0.0
+        # None: not yet pruned, so the first chance prunes (time.monotonic() starts near
+        # zero at boot: a start of 0.0 put the first prune off by up to ten minutes).
+        self._pruned_at: float | None = None
         self.is_leader = False
         self.published = 0
 
@@ -254,7 +256,7 @@ class OutboxRelay:
         if self._retention is None:
             return
         now = time.monotonic()
-        if now - self._pruned_at < min(PRUNE_INTERVAL_SECONDS, self._retention / 2):
+        if self._pruned_at is not None and now - self._pruned_at < min(PRUNE_INTERVAL_SECONDS, self._retention / 2):
             return
         self._pruned_at = now
         pruned = await self.prune_published(self._retention)
