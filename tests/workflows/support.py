@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
 from fieldsync.contracts import workflows as contract
-from fieldsync.contracts.changes import Change, ChangeOp
+from fieldsync.contracts.changes import Change, ChangeOp, unpack_changes
 from fieldsync.contracts.collections import WORKFLOWS
 from fieldsync.contracts.identity import Caller, Role
 from fieldsync.contracts.mutations import (
@@ -304,7 +304,11 @@ async def changes_of(database: Database, org: Org) -> list[Change]:
         "SELECT payload FROM outbox WHERE subject LIKE :prefix ORDER BY id",
         prefix=f"changes.{org.id}.%",
     )
-    return [Change.model_validate_json(bytes(payload)) for (payload,) in found]
+    return [
+        Change.model_validate(change)
+        for (payload,) in found
+        for change in unpack_changes(bytes(payload))
+    ]
 
 
 def applied(result: MutationResult, version: int | None) -> None:

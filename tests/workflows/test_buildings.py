@@ -20,6 +20,7 @@ from fieldsync.contracts.changes import (
     ChangeOp,
     change_subject,
     pack_changes,
+    unpack_changes,
 )
 from fieldsync.contracts.workflows import WorkflowStatus
 from fieldsync.kit.db.engine import Database
@@ -27,6 +28,7 @@ from fieldsync.kit.embedded.nats import NatsEndpoints
 from fieldsync.kit.errors import NotFound
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging import Bus
+from fieldsync.kit.outbox.packing import ROW_MAX_BYTES
 from fieldsync.kit.runtime import Runtime
 from fieldsync.workflows.buildings.consumer import (
     BUILDINGS_COLLECTION,
@@ -343,19 +345,33 @@ async def test_a_batch_of_new_buildings_gets_their_workflows_in_one_transaction(
     )
     assert steps == [(len(new) * len(DEFAULT_STEPS),)]
     # Their changes, as one create would record them: each workflow, then its steps in
-    # order, for every building in the batch's order.
+    # order, for every building in the batch's order. The transaction packs each
+    # subject's changes into outbox rows of at most ROW_MAX_BYTES: a handful of rows
+    # for 240 records, not one each.
+    outbox = await rows(
+        database,
+        "SELECT subject, payload FROM outbox WHERE subject LIKE :subjects ORDER BY id",
+        subjects=f"changes.{org.id}.%",
+    )
+    collections = [subject.rsplit(".", 1)[1] for subject, _ in outbox]
+    assert collections[0] == contract.WORKFLOWS_COLLECTION
+    assert set(collections[1:]) == {contract.STEPS_COLLECTION}
+    assert len(outbox) <= 4
+    # The cap is on the changes' own bytes: a pack adds its brackets and commas.
+    assert all(
+        len(payload) - len(unpack_changes(bytes(payload))) - 1 <= ROW_MAX_BYTES
+        for _, payload in outbox
+    )
     published = [
-        Change.model_validate_json(bytes(payload))
-        for (payload,) in await rows(
-            database,
-            "SELECT payload FROM outbox WHERE subject LIKE :subjects ORDER BY id",
-            subjects=f"changes.{org.id}.%",
-        )
+        Change.model_validate(change)
+        for _, payload in outbox
+        for change in unpack_changes(bytes(payload))
     ]
-    per_workflow = 1 + len(DEFAULT_STEPS)
-    assert len(published) == len(new) * per_workflow
+    made_workflows, made_steps = published[: len(new)], published[len(new) :]
+    assert len(made_steps) == len(new) * len(DEFAULT_STEPS)
     for number, building in enumerate(new):
-        workflow, *its_steps = published[number * per_workflow : (number + 1) * per_workflow]
+        workflow = made_workflows[number]
+        its_steps = made_steps[number * len(DEFAULT_STEPS) : (number + 1) * len(DEFAULT_STEPS)]
         assert (workflow.collection, workflow.building_id, workflow.version) == (
             contract.WORKFLOWS_COLLECTION,
             building,

@@ -77,7 +77,13 @@ async def test_each_write_appends_its_change_and_the_relay_publishes_it(
     await workflows.delete(org.manager, workflow)
 
     outbox = await outbox_of(database, org)
-    changes = [Change.model_validate_json(payload) for _, _, payload, _ in outbox]
+    # A row holds one change or a transaction's changes of one subject.
+    held = [
+        (subject, Change.model_validate(change))
+        for _, subject, payload, _ in outbox
+        for change in unpack_changes(payload)
+    ]
+    changes = [change for _, change in held]
     steps_ = contract.STEPS_COLLECTION
     flows = contract.WORKFLOWS_COLLECTION
     expected = [
@@ -94,7 +100,7 @@ async def test_each_write_appends_its_change_and_the_relay_publishes_it(
     assert [(c.collection, c.id, c.op, c.version) for c in changes] == expected
     assert {c.organization_id for c in changes} == {org.id}
     assert {c.building_id for c in changes} == {building}
-    assert [subject for _, subject, _, _ in outbox] == [
+    assert [subject for subject, _ in held] == [
         f"changes.{org.id}.{collection}" for collection, _, _, _ in expected
     ]
 
@@ -109,7 +115,7 @@ async def test_each_write_appends_its_change_and_the_relay_publishes_it(
     assert all(c.data is None for c in changes if c.op is ChangeOp.DELETE)
     assert all(c.occurred_at is not None for c in changes)
 
-    published = await stream_of(bus, org, len(outbox))
+    published = await stream_of(bus, org, len(changes))
     assert_packed(
         published,
         [(row_id, subject, payload) for row_id, subject, payload, _ in outbox],

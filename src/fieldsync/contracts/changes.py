@@ -1,9 +1,9 @@
 """The change backbone: every committed change to a syncable record, in JetStream `CHANGES`.
 
-Owner services append a `Change` to their outbox in the transaction that makes it;
-their relay publishes it on `changes.<organization>.<collection>`. The relay packs the
-rows of one subject in a published batch into one message, a JSON array of changes
-(`pack_changes`): a push of 500 edits is then a message or two for the stream to store
+Owner services append a `Change` to their outbox in the transaction that makes it, the
+changes of one subject in a transaction packed into one row; their relay publishes them
+on `changes.<organization>.<collection>`. The relay packs the rows of one subject in a
+published batch into one message, a JSON array of changes (`pack_changes`): a push of 500 edits is then a message or two for the stream to store
 and each consumer to fetch and ack, not 500. Consumers read both shapes
 (`unpack_changes`): an array, or one change as an object. An owner applying pushed
 mutations also hands the changes of that transaction back to the sync service with its
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging.jetstream import StreamSpec
-from fieldsync.kit.outbox import append_all, append_all_raw, still_present
+from fieldsync.kit.outbox import append_packed, append_packed_raw, still_present
 
 # Ten minutes of dedupe: a relay restarted within it republishes nothing twice.
 CHANGES_STREAM = StreamSpec(
@@ -103,7 +103,7 @@ class ChangeLog:
     async def record_all(self, changes: Sequence[Change]) -> None:
         """Several changes of this transaction, in this order, in one round trip."""
         payloads = [change_bytes(change) for change in changes]
-        row_ids = await append_all(
+        row_ids = await append_packed(
             self.session,
             self.outbox,
             self.ids,
@@ -111,6 +111,7 @@ class ChangeLog:
                 (change_subject(change.organization_id, change.collection), payload)
                 for change, payload in zip(changes, payloads, strict=True)
             ],
+            pack_changes,
         )
         collector = _collector.get()
         if collector is not None:
@@ -125,7 +126,7 @@ class ChangeLog:
         For writers of hundreds of changes a transaction: the ORM's bind processing
         of the outbox's arrays, element by element, cost more than the insert.
         """
-        row_ids = await append_all_raw(
+        row_ids = await append_packed_raw(
             connection,
             self.outbox,
             self.ids,
@@ -133,6 +134,7 @@ class ChangeLog:
                 (change_subject(change.organization_id, change.collection), payload)
                 for change, payload in built
             ],
+            pack_changes,
         )
         collector = _collector.get()
         if collector is not None:
@@ -278,8 +280,12 @@ def _uuid_subclass(value: object) -> str:
 
 
 def pack_changes(payloads: Sequence[bytes]) -> bytes:
-    """One message holding several changes (each `change_bytes`), in order: a JSON array."""
-    return b"[" + b",".join(payloads) + b"]"
+    """One message holding several changes, in order: a JSON array.
+
+    Each payload is one change (`change_bytes`) or a pack of them (an outbox row holds
+    a transaction's changes of one subject): packs are spliced in, never nested.
+    """
+    return b"[" + b",".join(p[1:-1] if p[:1] == b"[" else p for p in payloads) + b"]"
 
 
 def unpack_changes(data: bytes) -> list[Any]:

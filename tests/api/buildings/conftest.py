@@ -22,7 +22,7 @@ from fieldsync.kit.messaging import Bus, ConsumerSpec
 from fieldsync.kit.messaging.jetstream import PullConsumer
 from fieldsync.kit.runtime import Runtime
 from tests.api.conftest import Account
-from tests.packing import Published, assert_packed
+from tests.packing import Published, assert_packed, changes_in
 
 BUILDINGS = "/api/v1/buildings"
 
@@ -183,21 +183,31 @@ async def outbox_rows(runtime: Runtime, organization_id: str) -> list[Any]:
         return list(result.all())
 
 
+async def outbox_changes(runtime: Runtime, organization_id: str) -> list[dict[str, Any]]:
+    """The changes the api outbox holds for one organization, as JSON, in the order
+    written (a row holds one change, or a transaction's changes of one subject)."""
+    rows = await outbox_rows(runtime, organization_id)
+    return changes_in([(row.id, row.subject, bytes(row.payload)) for row in rows])
+
+
 async def wait_until_published(
     runtime: Runtime, organization_id: str, *, count: int, timeout: float = 10.0
 ) -> list[Any]:
-    """Poll the outbox until `count` rows of the organization exist, all published."""
+    """Poll the outbox until rows holding `count` changes of the organization exist, all
+    published; the rows."""
     async with asyncio.timeout(timeout):
         while True:
             rows = await outbox_rows(runtime, organization_id)
-            if len(rows) >= count and all(row.published_at is not None for row in rows):
+            held = len(changes_in([(row.id, row.subject, bytes(row.payload)) for row in rows]))
+            if held >= count and all(row.published_at is not None for row in rows):
                 return rows
             await asyncio.sleep(0.05)
 
 
 def payload_of(row: Any) -> dict[str, Any]:
-    """An outbox row's Change, as JSON."""
+    """The Change of an outbox row that holds one, as JSON."""
     decoded: dict[str, Any] = orjson.loads(bytes(row.payload))
+    assert isinstance(decoded, dict), "this row packs several changes"
     return decoded
 
 

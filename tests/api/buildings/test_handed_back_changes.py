@@ -11,7 +11,7 @@ from fieldsync.contracts.collections import BUILDINGS as BUILDINGS_COLLECTION
 from fieldsync.contracts.mutations import AppliedMutations, MutationStatus
 from fieldsync.kit.messaging import Bus
 from fieldsync.kit.runtime import Runtime
-from tests.api.buildings.conftest import apply_request, outbox_rows, payload_of, upsert
+from tests.api.buildings.conftest import apply_request, outbox_changes, upsert
 from tests.api.conftest import Register
 
 
@@ -38,10 +38,9 @@ async def test_the_answer_carries_what_the_outbox_holds_in_order(
         MutationStatus.APPLIED,
         MutationStatus.CONFLICT,
     ]
-    rows = await outbox_rows(runtime, admin.claims["org"])
-    assert [change.model_dump(mode="json") for change in reply.changes] == [
-        payload_of(row) for row in rows
-    ]
+    assert [change.model_dump(mode="json") for change in reply.changes] == await outbox_changes(
+        runtime, admin.claims["org"]
+    )
     assert [(change.id, change.version) for change in reply.changes] == [
         (uuid.UUID(first), 1),
         (uuid.UUID(first), 2),

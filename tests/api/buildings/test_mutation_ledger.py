@@ -20,6 +20,7 @@ from tests.api.buildings.conftest import (
     create_building,
     delete,
     get_building,
+    outbox_changes,
     outbox_rows,
     upsert,
     wait_until_published,
@@ -82,7 +83,7 @@ async def test_a_replay_with_more_mutations_applies_only_the_new_ones(
     assert again == first
     assert (then.status, then.version) == (MutationStatus.APPLIED, 2)
     assert (await get_building(client, admin, building_id))["name"] == "Barn"
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 2
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 2
 
 
 async def test_a_mutation_is_named_by_user_client_and_id(
@@ -141,7 +142,7 @@ async def test_concurrent_identical_pushes_apply_once(
     assert [result.version for result in replies[0].results] == list(range(1, 21))
     building = await get_building(client, admin, building_id)
     assert (building["name"], building["version"]) == ("Floor 19", 20)
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 20
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 20
 
 
 async def test_crossing_creates_never_apply_twice(
@@ -179,7 +180,7 @@ async def test_crossing_creates_never_apply_twice(
     assert set(statuses) <= {MutationStatus.APPLIED, MutationStatus.CONFLICT}
     for building_id in (left, right):
         assert (await get_building(client, admin, building_id))["version"] == 1
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 2
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 2
 
 
 async def test_two_clients_creating_one_id_at_once_create_it_once(
@@ -212,7 +213,7 @@ async def test_two_clients_creating_one_id_at_once_create_it_once(
     stored = await get_building(client, admin, shared)
     assert conflict.record == {key: value for key, value in stored.items() if key != "created_at"}
     assert stored["version"] == 1
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 39
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 39
 
 
 async def test_an_all_or_nothing_batch_with_one_refusal_applies_and_records_nothing(

@@ -33,6 +33,7 @@ from tests.api.buildings.conftest import (
     delete,
     get_building,
     listed_ids,
+    outbox_changes,
     outbox_rows,
     payload_of,
     upsert,
@@ -121,7 +122,7 @@ async def test_a_manager_creates_updates_and_deletes_by_push(
     assert {key: first[key] for key in STATION} == STATION
     assert (second["floors"], second["notes"], second["version"]) == (3, None, 2)
     assert changes[2].data is None
-    assert len(await outbox_rows(runtime, organization)) == 3
+    assert len(await outbox_changes(runtime, organization)) == 3
 
 
 async def test_an_admin_push_creates_what_http_reads(
@@ -153,7 +154,7 @@ async def test_buildings_are_read_only_to_technicians(
         f"{building_url(building['id'])}/assignees/{technician.user_id}", headers=admin.auth
     )
     assert assigned.status_code == 204, assigned.text
-    rows_before = len(await outbox_rows(runtime, admin.claims["org"]))
+    rows_before = len(await outbox_changes(runtime, admin.claims["org"]))
 
     results = await push(
         technician,
@@ -172,7 +173,7 @@ async def test_buildings_are_read_only_to_technicians(
             if key not in {"workflow_status", "workflow"}
         }
     )
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == rows_before
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == rows_before
 
 
 async def test_creating_with_an_id_in_use(
@@ -214,7 +215,7 @@ async def test_updates_compare_and_set(
     gone = await create_building(client, admin, name="Gone")
     assert (await client.delete(building_url(gone["id"]), headers=admin.auth)).status_code == 204
     theirs = await create_building(client, other, name="Theirs")
-    rows_before = len(await outbox_rows(runtime, organization))
+    rows_before = len(await outbox_changes(runtime, organization))
 
     fresh, stale, unchanged, on_gone, missing, foreign = await push(
         admin,
@@ -238,10 +239,10 @@ async def test_updates_compare_and_set(
     assert is_rejected(foreign, RejectionCode.NOT_FOUND)
     assert (await stored(client, other, theirs["id"]))["version"] == 1
     # One write, one change: the no-op and the refused ones recorded nothing.
-    rows = await outbox_rows(runtime, organization)
-    assert len(rows) == rows_before + 1
+    changes = await outbox_changes(runtime, organization)
+    assert len(changes) == rows_before + 1
     # A conflict's record is what the change feed carries for that version.
-    assert payload_of(rows[-1])["data"] == stale.record
+    assert changes[-1]["data"] == stale.record
 
 
 async def test_deletes_compare_and_set_and_hold_when_already_gone(
@@ -257,7 +258,7 @@ async def test_deletes_compare_and_set_and_hold_when_already_gone(
     assert renamed.status_code == 200, renamed.text
     whatever = await create_building(client, admin, name="Any version")
     theirs = await create_building(client, other, name="Theirs")
-    rows_before = len(await outbox_rows(runtime, organization))
+    rows_before = len(await outbox_changes(runtime, organization))
 
     stale, unconditional, again, missing, foreign = await push(
         admin,
@@ -276,7 +277,7 @@ async def test_deletes_compare_and_set_and_hold_when_already_gone(
     assert is_applied(foreign, None)  # says nothing, and touches nothing
     assert (await stored(client, other, theirs["id"]))["version"] == 1
     assert await listed_ids(client, admin) == [kept["id"]]
-    assert len(await outbox_rows(runtime, organization)) == rows_before + 1
+    assert len(await outbox_changes(runtime, organization)) == rows_before + 1
 
 
 INVALID_UPDATES: list[tuple[dict[str, Any], str]] = [
@@ -301,7 +302,7 @@ async def test_values_are_bounded_as_on_http(
 ) -> None:
     admin = await register()
     building = await create_building(client, admin, name="Depot", city="Bonn")
-    rows_before = len(await outbox_rows(runtime, admin.claims["org"]))
+    rows_before = len(await outbox_changes(runtime, admin.claims["org"]))
     creates = [
         upsert(number, uuid.uuid4(), data) for number, (data, _) in enumerate(INVALID_CREATES, 1)
     ]
@@ -317,7 +318,7 @@ async def test_values_are_bounded_as_on_http(
         assert is_rejected(result, RejectionCode.VALIDATION, field), (field, result)
     assert await listed_ids(client, admin) == [building["id"]]
     assert (await stored(client, admin, building["id"]))["version"] == 1
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == rows_before
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == rows_before
 
 
 async def test_what_only_a_broken_sender_would_send_is_rejected(
@@ -370,7 +371,7 @@ async def test_a_rejection_inside_a_batch_undoes_only_itself(
     ]
     assert sorted(await listed_ids(client, admin)) == sorted([first, third])
     assert (await stored(client, admin, first))["name"] == "First, renamed"
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 3
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 3
 
 
 @pytest.mark.usefixtures("runtime")

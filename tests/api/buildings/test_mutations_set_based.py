@@ -38,8 +38,7 @@ from tests.api.buildings.conftest import (
     create_building,
     delete,
     get_building,
-    outbox_rows,
-    payload_of,
+    outbox_changes,
     upsert,
 )
 from tests.api.conftest import Account, Register
@@ -155,8 +154,7 @@ async def in_order_only(runtime: Runtime, account: Account, batch: list[Mutation
 async def changes_of(runtime: Runtime, setup: Setup) -> list[tuple[Any, ...]]:
     """The organization's change events, in outbox order, with names for ids."""
     name_of = {value: name for name, value in setup.names.items()}
-    rows = await outbox_rows(runtime, setup.account.claims["org"])
-    changes = [payload_of(row) for row in rows]
+    changes = await outbox_changes(runtime, setup.account.claims["org"])
     return [
         (
             name_of.get(uuid.UUID(change["id"])),
@@ -258,7 +256,7 @@ async def test_a_replayed_set_based_push_returns_the_stored_results(
     batch.append(upsert(51, ids[0], {"name": "Again"}))  # a later create of a taken id
 
     first = await bus.request(SUBJECT, apply_request(admin, batch), AppliedMutations)
-    rows = await outbox_rows(runtime, organization)
+    rows = await outbox_changes(runtime, organization)
     # A replay that also carries one new mutation: only that one is applied.
     extra = upsert(52, uuid.uuid4(), {"name": "Extra"})
     second = await bus.request(SUBJECT, apply_request(admin, [*batch, extra]), AppliedMutations)
@@ -305,4 +303,4 @@ async def test_a_statement_postgresql_refuses_leaves_the_push_to_the_in_order_pa
         (MutationStatus.APPLIED, 1),
     ]
     assert (await get_building(client, admin, str(second)))["name"] == "Second"
-    assert len(await outbox_rows(runtime, admin.claims["org"])) == 2
+    assert len(await outbox_changes(runtime, admin.claims["org"])) == 2

@@ -4,43 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, Table, func, select, update
+from sqlalchemy import func, select, update
 
-from fieldsync.kit.db.admin import drop_database, ensure_database
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging import Bus, ConsumerSpec, StreamSpec
 from fieldsync.kit.messaging import jetstream as jetstream_module
-from fieldsync.kit.outbox import OutboxRelay, append, outbox_table, packed_message_id
+from fieldsync.kit.outbox import OutboxRelay, append, packed_message_id
 from fieldsync.kit.outbox.relay import packs
-from tests import servers
+from tests.kit.outbox.conftest import OUTBOX
 from tests.waiting import until
 from tests.workflows.support import eventually
-
-metadata = MetaData()
-OUTBOX: Table = outbox_table(metadata)
 
 
 class SimulatedCrash(Exception):
     pass
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[Database]:
-    await servers.require_postgres()
-    url = servers.database_url_for(f"outbox_{secrets.token_hex(3)}")
-    await ensure_database(url)
-    db = Database(url, name="outbox-test", pool_size=4)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
-    yield db
-    await db.dispose()
-    await drop_database(url)
 
 
 def stream_name(prefix: str) -> str:
@@ -244,6 +227,29 @@ async def test_a_republished_pack_is_dropped_and_a_grown_one_stored_again(
     await append_to(database, [(subject, b"three")])
     assert await relay_of(database, bus, stream, pack=joined).publish_pending() == 3
     assert [data for _, data, _ in await stored(bus, stream)] == [b"one|two", b"one|two|three"]
+
+
+async def test_a_batch_stops_at_its_byte_cap_and_the_rest_follows_at_once(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    subject = f"{stream}.a"
+    await append_to(database, [(subject, bytes([n]) * 40) for n in range(1, 6)])
+
+    capped = relay_of(database, bus, stream, batch_bytes=100)
+    # Rows until the one that reaches the cap (the first row always goes).
+    assert await capped.publish_pending() == 3
+    assert await capped.publish_pending() == 2
+
+    # Leading, a cut batch is followed at once, not after the idle wait.
+    await append_to(database, [(subject, bytes([n]) * 40) for n in range(6, 11)])
+    leading = relay_of(database, bus, stream, batch_bytes=100, idle_seconds=60, linger_seconds=0)
+    task = asyncio.create_task(leading.run())
+    try:
+        await until(lambda: leading.published == 5, timeout=10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [data[0] for _, data, _ in await stored(bus, stream)] == list(range(1, 11))
 
 
 def test_packs_are_cut_before_they_pass_the_size_cap() -> None:

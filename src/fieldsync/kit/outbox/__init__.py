@@ -6,6 +6,7 @@ with a PostgreSQL advisory lock) publishes unpublished rows in id order with
 `Nats-Msg-Id` = `<service>:<row id>`, then marks them published. A crash between publishing
 and marking republishes the same ids, which JetStream drops as duplicates inside the
 stream's dedupe window; a relay that is down delays messages and never loses them.
+`append_packed` writes one row per subject for a transaction's messages (`packing`).
 A relay given `pack` publishes the rows of one subject in a batch as one message (id:
 `packed_message_id`); a republished pack holding rows committed after the crash is
 stored again, so its consumers must take copies as no-ops.
@@ -16,6 +17,8 @@ from fieldsync.kit.outbox.table import (
     append,
     append_all,
     append_all_raw,
+    append_packed,
+    append_packed_raw,
     outbox_table,
     still_present,
 )
@@ -25,6 +28,8 @@ __all__ = [
     "append",
     "append_all",
     "append_all_raw",
+    "append_packed",
+    "append_packed_raw",
     "message_id",
     "outbox_table",
     "packed_message_id",

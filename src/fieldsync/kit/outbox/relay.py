@@ -16,6 +16,7 @@ from fieldsync.kit.cancellation import stop_if_cancelled
 from fieldsync.kit.db.engine import Database
 from fieldsync.kit.logging import get_logger
 from fieldsync.kit.messaging.jetstream import JetStream
+from fieldsync.kit.outbox.packing import Pack, by_subject
 from fieldsync.kit.outbox.table import notify_channel
 
 log = get_logger(__name__)
@@ -48,8 +49,6 @@ def packed_message_id(relay: str, row_ids: Sequence[int]) -> str:
 # One packed message stays well under NATS's default max_payload (1 MiB).
 PACK_MAX_BYTES = 256 * 1024
 
-Pack = Callable[[Sequence[bytes]], bytes]
-
 
 @dataclass
 class RowPack:
@@ -58,7 +57,6 @@ class RowPack:
     subject: str
     row_ids: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
-    size: int = 0
 
 
 def packs(rows: Sequence[tuple[int, str, bytes]], max_bytes: int = PACK_MAX_BYTES) -> list[RowPack]:
@@ -68,17 +66,15 @@ def packs(rows: Sequence[tuple[int, str, bytes]], max_bytes: int = PACK_MAX_BYTE
     keep theirs); a pack is cut before it would pass `max_bytes`. The same rows always
     pack the same way.
     """
-    filling: dict[str, RowPack] = {}
-    ordered: list[RowPack] = []
-    for row_id, subject, payload in rows:
-        pack = filling.get(subject)
-        if pack is None or (pack.row_ids and pack.size + len(payload) > max_bytes):
-            pack = filling[subject] = RowPack(subject)
-            ordered.append(pack)
-        pack.row_ids.append(row_id)
-        pack.payloads.append(payload)
-        pack.size += len(payload)
-    return ordered
+    groups = by_subject([(subject, payload) for _, subject, payload in rows], max_bytes)
+    return [
+        RowPack(
+            rows[group[0]][1],
+            [rows[index][0] for index in group],
+            [rows[index][2] for index in group],
+        )
+        for group in groups
+    ]
 
 
 # Outbox rows a relay reads, publishes and marks at a time. A burst of default workflows
@@ -87,6 +83,9 @@ def packs(rows: Sequence[tuple[int, str, bytes]], max_bytes: int = PACK_MAX_BYTE
 # 5% faster in alternating runs. Published in atomic batches of at most
 # `MAX_BATCH_MESSAGES` messages, packed by subject.
 RELAY_BATCH = 1024
+# And at most about this many bytes of payload: an outbox row may pack up to
+# `packing.ROW_MAX_BYTES` of one transaction's messages.
+RELAY_BATCH_BYTES = 2 * 1024 * 1024
 
 # How long a relay woken by a commit waits before it reads the outbox. The commit's
 # own request then answers before the relay's reading and publishing compete with it
@@ -105,11 +104,21 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"outbox:{name}".encode()).digest()[:8], "big") >> 1
 
 
+def _pending_statement(table_name: str) -> str:
+    return (
+        "SELECT id, subject, payload FROM (SELECT id, subject, payload,"  # noqa: S608 - our table
+        " sum(octet_length(payload)) OVER (ORDER BY id) - octet_length(payload) AS before"
+        f' FROM "{table_name}" WHERE published_at IS NULL ORDER BY id LIMIT $1) AS pending'
+        " WHERE before < $2 ORDER BY id"
+    )
+
+
 class OutboxRelay:
     """Publishes a service's outbox to JetStream while it holds the relay lock.
 
     Given `pack`, the rows of one subject in a batch go out as one message whose data
-    is `pack(payloads)` (see `packs`); consumers must then read packed messages.
+    is `pack(payloads)` (see `packs`); consumers must then read packed messages. Rows
+    appended with `append_packed` may be packs already: `pack` must take those too.
 
     `after_publish` is a test seam: it runs after a batch is published and before it
     is marked, which is where a crash would leave published-but-unmarked rows.
@@ -123,6 +132,7 @@ class OutboxRelay:
         *,
         name: str,
         batch_size: int = RELAY_BATCH,
+        batch_bytes: int = RELAY_BATCH_BYTES,
         idle_seconds: float = 1.0,
         standby_seconds: float = 2.0,
         stream: str | None = None,
@@ -137,6 +147,8 @@ class OutboxRelay:
         self.name = name
         self._key = lock_key(name)
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
+        self._drained = True
         self._idle = idle_seconds
         self._standby = standby_seconds
         self._after_publish = after_publish
@@ -204,9 +216,9 @@ class OutboxRelay:
                 while True:
                     stop_if_cancelled()
                     wake.clear()
-                    published = await self.publish_pending()
+                    await self.publish_pending()
                     await self._prune_when_due()
-                    if published < self._batch_size:
+                    if self._drained:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), self._idle)
                         # Woken by a commit: let the transaction that committed answer
@@ -223,11 +235,14 @@ class OutboxRelay:
         # relay runs once per committed change when traffic is light.
         name = self._table.name
         async with self._database.raw_connection() as connection:
+            # Rows up to the byte cap (the first row always): the running sum is over
+            # the limited rows only, in the order the index gives them.
             rows = await connection.fetch(
-                f'SELECT id, subject, payload FROM "{name}" '  # noqa: S608 - our table
-                "WHERE published_at IS NULL ORDER BY id LIMIT $1",
-                self._batch_size,
+                _pending_statement(name), self._batch_size, self._batch_bytes
             )
+            size = sum(len(row["payload"]) for row in rows)
+            # A full batch, or one the byte cap may have cut: more may be waiting.
+            self._drained = len(rows) < self._batch_size and size < self._batch_bytes
             if not rows:
                 return 0
             # In this (id) order, which keeps every record's changes in the order they
@@ -256,7 +271,9 @@ class OutboxRelay:
         if self._retention is None:
             return
         now = time.monotonic()
-        if self._pruned_at is not None and now - self._pruned_at < min(PRUNE_INTERVAL_SECONDS, self._retention / 2):
+        if self._pruned_at is not None and now - self._pruned_at < min(
+            PRUNE_INTERVAL_SECONDS, self._retention / 2
+        ):
             return
         self._pruned_at = now
         pruned = await self.prune_published(self._retention)

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fieldsync.kit.ids import SnowflakeGenerator
+from fieldsync.kit.outbox.packing import Pack, pack_rows
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -132,6 +133,36 @@ async def append_all_raw(
         notify_channel(table),
     )
     return message_ids
+
+
+async def append_packed(
+    session: AsyncSession,
+    table: Table,
+    ids: SnowflakeGenerator,
+    messages: Sequence[tuple[str, bytes]],
+    pack: Pack,
+) -> list[int]:
+    """`append_all`, one row per subject (`packing.pack_rows`); each message's row id.
+
+    A transaction of hundreds of messages wrote as many rows, and PostgreSQL then
+    indexed, read and marked each: packed, it writes a handful.
+    """
+    packed = pack_rows(messages, pack)
+    row_ids = await append_all(session, table, ids, packed.rows)
+    return [row_ids[row] for row in packed.row_of]
+
+
+async def append_packed_raw(
+    connection: asyncpg.Connection,
+    table: Table,
+    ids: SnowflakeGenerator,
+    messages: Sequence[tuple[str, bytes]],
+    pack: Pack,
+) -> list[int]:
+    """`append_packed` on a raw asyncpg connection (see `append_all_raw`)."""
+    packed = pack_rows(messages, pack)
+    row_ids = await append_all_raw(connection, table, ids, packed.rows)
+    return [row_ids[row] for row in packed.row_of]
 
 
 @functools.cache
