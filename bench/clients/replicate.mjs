@@ -2,7 +2,10 @@
 // endpoint in the rxdb-server wire format (fieldsync's or rxdb-server's own).
 //   node replicate.mjs pull ENDPOINT TOKEN EXPECTED BATCH   initial replication, timed
 //   node replicate.mjs push ENDPOINT TOKEN COUNT BATCH      COUNT new documents, timed
-// Prints {"seconds": ..., "documents": ..., "conflicts": ...} as its last line.
+//   node replicate.mjs pages ENDPOINT TOKEN EXPECTED BATCH  the pull pages alone, no RxDB
+// Prints {"seconds": ..., "waiting": ..., "documents": ..., "conflicts": ...} as its
+// last line; `waiting` is the part of `seconds` spent inside the handlers' requests
+// (the server and HTTP), the rest is the RxDB client's own work.
 import { randomUUID } from 'node:crypto';
 import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
@@ -15,7 +18,17 @@ const database = await createRxDatabase({ name: `client-${mode}`, storage: getRx
 await database.addCollections({ buildings: { schema: buildingsSchema } });
 const collection = database.buildings;
 
+let waiting = 0;
 async function request(method, url, body) {
+  const sent = performance.now();
+  try {
+    return await send(method, url, body);
+  } finally {
+    waiting += performance.now() - sent;
+  }
+}
+
+async function send(method, url, body) {
   const response = await fetch(url, {
     method,
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
@@ -47,6 +60,21 @@ const push = {
   },
 };
 
+if (mode === 'pages') {
+  // The pull pages alone, through the same handler, without RxDB.
+  const started = performance.now();
+  let checkpoint;
+  let documents = 0;
+  for (;;) {
+    const page = await pull.handler(checkpoint, batchSize);
+    documents += page.documents.length;
+    checkpoint = page.checkpoint;
+    if (page.documents.length < batchSize) break;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ seconds, waiting: waiting / 1000, documents, conflicts }));
+  process.exit(0);
+}
 if (mode === 'push') {
   await collection.bulkInsert(
     Array.from({ length: Number(count) }, (_, n) => newBuilding(randomUUID(), n)),
@@ -74,5 +102,5 @@ if (mode === 'pull' && documents !== Number(count)) {
   console.error(`pulled ${documents} documents, ${count} expected`);
   process.exit(1);
 }
-console.log(JSON.stringify({ seconds, documents, conflicts }));
+console.log(JSON.stringify({ seconds, waiting: waiting / 1000, documents, conflicts }));
 process.exit(0);

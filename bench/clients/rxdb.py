@@ -9,7 +9,8 @@ RxDB 15.22 (the version rxdb-server 15.22 is built with) with memory storage and
 `replicateRxCollection` handlers in the rxdb-server wire format (replicate.mjs):
 
 0. The pull pages alone: the same pages fetched with httpx, without RxDB (the
-   servers' share of an initial replication).
+   servers' share of an initial replication), then in Node with replicate.mjs's own
+   pull handler (`pages` mode), also without RxDB.
 1. Initial replication: `--documents` buildings are on the server (fieldsync: copied
    into the sync replica as bench/sync.py seeds it; rxdb-server: bulk-inserted into its
    collection at start), and a new client replicates them all (`live: false`, pull
@@ -22,8 +23,9 @@ RxDB 15.22 (the version rxdb-server 15.22 is built with) with memory storage and
    buildings get (until the replica holds them all, and the processes are idle), so
    that background work does not land on the next measurement.
 
-The two sides alternate; each prints its rounds, then the median ratio. Results are
-printed, never asserted.
+The two sides alternate; each prints its rounds, then the median ratio. Each RxDB
+round also says how much of its time the client spent waiting for answers (inside its
+handlers' requests) and how much on its own work. Results are printed, never asserted.
 
     flock /tmp/fieldsync-bench.lock .venv/bin/python bench/clients/rxdb.py \
         [--documents N] [--batch N] [--rounds N]
@@ -89,8 +91,9 @@ def node_and_modules() -> str:
 
 async def replicate(
     node: str, mode: str, endpoint: str, token: str, count: int, batch: int
-) -> float:
-    """Run replicate.mjs; the seconds it measured."""
+) -> tuple[float, float]:
+    """Run replicate.mjs; the seconds it measured, and how many of them it waited for
+    the server's answers."""
     process = await asyncio.create_subprocess_exec(
         node,
         str(HERE / "replicate.mjs"),
@@ -109,7 +112,7 @@ async def replicate(
     result = json.loads(out.decode().strip().splitlines()[-1])
     if result["documents"] != count or result["conflicts"]:
         raise SystemExit(f"replicate.mjs {mode} {endpoint}: unexpected result {result}")
-    return float(result["seconds"])
+    return float(result["seconds"]), float(result["waiting"])
 
 
 async def fetch_pages(endpoint: str, credential: str, batch: int) -> tuple[float, int]:
@@ -296,18 +299,26 @@ async def run_bench(
         f"  median: fieldsync {ours:.2f} s, rxdb-server {theirs:.2f} s; ratio {ours / theirs:.2f}"
     )
     pushed = 0
-    for mode, what in (("pull", "initial replication"), ("push", "push of new documents")):
+    for mode, what in (
+        ("pages", "the pull pages alone in Node (fetch and JSON parsing, no RxDB)"),
+        ("pull", "initial replication"),
+        ("push", "push of new documents"),
+    ):
         print(f"\n[{mode}] {what}", flush=True)
         seconds: dict[str, list[float]] = {side: [] for side in sides}
         for round_number in range(args.rounds):
             order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
             for side in order:
                 endpoint, credential = sides[side]
-                took = await replicate(node, mode, endpoint, credential, args.documents, args.batch)
+                took, waiting = await replicate(
+                    node, mode, endpoint, credential, args.documents, args.batch
+                )
                 seconds[side].append(took)
                 print(
                     f"  round {round_number + 1} {side:11}: {took:6.2f} s"
-                    f"  {args.documents / took:9,.0f} documents/s",
+                    f"  {args.documents / took:9,.0f} documents/s"
+                    f"  (waiting for answers {waiting:.2f} s, the client's own work"
+                    f" {took - waiting:.2f} s)",
                     flush=True,
                 )
                 if mode == "push" and side == "fieldsync":
