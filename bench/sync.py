@@ -9,7 +9,7 @@ baselines. It registers an admin (`POST /api/v1/auth/register`) and then measure
    `buildings` rows of the registered organization into `sync_records`, spread over 100
    sync versions), then a full `POST /api/v1/sync/pull` (limit 1,000, following
    `has_more`, each page parsed as a client would) against raw asyncpg: the same keyset
-   pages of 1,000 rows selecting the `data` jsonb and orjson-encoding each page.
+   pages of 1,000 rows, each row's change decoded and each page orjson-encoded.
 2. Push: `--mutations` building creates in batches of 500, sequentially, through
    `POST /api/v1/sync/push` (owner write, outbox, CHANGES stream, replica, reply),
    against raw asyncpg `executemany` INSERTs of the same rows into a plain table.
@@ -138,7 +138,7 @@ def raise_open_files(wanted: int) -> int:
 # --- phase 1: initial pull -------------------------------------------------------------
 
 RAW_PAGE = """
-SELECT sync_version, record_id, collection, deleted, data
+SELECT sync_version, record_id, collection, change
 FROM sync_records
 WHERE organization_id = $1 AND (sync_version, record_id, collection) > ($2, $3, $4)
 ORDER BY sync_version, record_id, collection
@@ -175,7 +175,6 @@ async def seed_replica(database_url: str, organization_id: uuid.UUID, count: int
                 record_id,
                 1,
                 False,
-                orjson.dumps(data).decode(),
                 orjson.dumps(
                     {"collection": "buildings", "id": str(record_id), "op": "upsert", "data": data}
                 ).decode(),
@@ -195,7 +194,6 @@ async def seed_replica(database_url: str, organization_id: uuid.UUID, count: int
                     "building_id",
                     "owner_version",
                     "deleted",
-                    "data",
                     "change",
                     "sync_version",
                 ],
@@ -247,7 +245,8 @@ async def http_pull(client: httpx.AsyncClient) -> PullRun:
 
 
 async def raw_pull(connection: asyncpg.Connection, organization_id: uuid.UUID) -> PullRun:
-    """The floor: the same keyset pages, jsonb decoded and each page orjson-encoded."""
+    """The floor: the same keyset pages, each change decoded (as a driver would hand a
+    JSON column over) and each page orjson-encoded."""
     after: tuple[int, uuid.UUID, str] = (0, uuid.UUID(int=0), "")
     records = pages = 0
     started = time.perf_counter()
@@ -258,15 +257,7 @@ async def raw_pull(connection: asyncpg.Connection, organization_id: uuid.UUID) -
         rows = rows[:PAGE]
         body = orjson.dumps(
             {
-                "changes": [
-                    {
-                        "collection": row[2],
-                        "id": str(row[1]),
-                        "op": "delete" if row[3] else "upsert",
-                        "data": row[4],
-                    }
-                    for row in rows
-                ],
+                "changes": [orjson.loads(row[3]) for row in rows],
                 "has_more": has_more,
             }
         )
@@ -626,12 +617,6 @@ async def run_bench(
     )
     raw_connection = await asyncpg.connect(urls["sync"])
     stack.push_async_callback(raw_connection.close)
-    await raw_connection.set_type_codec(
-        "jsonb",
-        encoder=lambda value: orjson.dumps(value).decode(),
-        decoder=orjson.loads,
-        schema="pg_catalog",
-    )
     await http_pull(sync_client)  # warm-up
     await raw_pull(raw_connection, organization_id)
     pulls: dict[str, list[PullRun]] = {"http": [], "raw": []}

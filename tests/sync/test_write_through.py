@@ -190,7 +190,7 @@ async def test_the_ingester_drops_what_the_replica_holds_before_validating_it(
         (poke,) = await write_batch(connection, parse(fresh))
         assert poke.version == written.version + 1
         name = await connection.fetchval(
-            "SELECT data->>'name' FROM sync_records"
+            "SELECT change::jsonb -> 'data' ->> 'name' FROM sync_records"
             " WHERE collection = 'buildings' AND record_id = $1",
             building,
         )

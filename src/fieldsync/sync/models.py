@@ -19,7 +19,6 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from fieldsync.kit.db.models import service_metadata
 from fieldsync.kit.ids.lease import node_lease_table
@@ -47,10 +46,9 @@ records = Table(
     Column("building_id", Uuid),
     Column("owner_version", BigInteger, nullable=False),
     Column("deleted", Boolean, nullable=False),
-    # The record's wire fields (None once deleted).
-    Column("data", JSONB),
-    # The change exactly as a pull sends it, rendered once at ingestion: pulls
-    # concatenate these instead of building JSON per row per pull.
+    # The change exactly as a pull sends it, rendered once at ingestion: pulls join
+    # these instead of building JSON per row per pull. The record's JSON is inside it
+    # (`stored.record_sql`), not stored a second time.
     Column("change", Text, nullable=False),
     Column("sync_version", BigInteger, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

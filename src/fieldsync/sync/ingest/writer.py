@@ -19,20 +19,20 @@ import orjson
 from fieldsync.contracts.changes import Change, ChangeOp
 from fieldsync.contracts.collections import ASSIGNMENTS_COLLECTION, COLLECTIONS
 from fieldsync.contracts.sync import MAX_POKE_BUILDINGS, Poke
+from fieldsync.sync.stored import UPSERT_MARKER
 
 UPSERT_RECORDS = """
 INSERT INTO sync_records AS r
-    (collection, record_id, organization_id, building_id, owner_version, deleted, data,
+    (collection, record_id, organization_id, building_id, owner_version, deleted,
      change, sync_version, changed_at)
-SELECT c, i, $1, b, v, d, j::jsonb, w, $2, now()
+SELECT c, i, $1, b, v, d, w, $2, now()
 FROM unnest(
-    $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bool[], $8::text[], $9::text[]
-) AS t(c, i, b, v, d, j, w)
+    $3::text[], $4::uuid[], $5::uuid[], $6::bigint[], $7::bool[], $8::text[]
+) AS t(c, i, b, v, d, w)
 ON CONFLICT (collection, record_id) DO UPDATE SET
     building_id = EXCLUDED.building_id,
     owner_version = EXCLUDED.owner_version,
     deleted = EXCLUDED.deleted,
-    data = EXCLUDED.data,
     change = EXCLUDED.change,
     sync_version = EXCLUDED.sync_version,
     changed_at = EXCLUDED.changed_at
@@ -125,16 +125,18 @@ def wire_record(change: Change) -> dict[str, Any] | None:
     return record
 
 
-def wire_change(change: Change, record: bytes | None) -> str:
-    """The change as a pull sends it (the same shape PostgreSQL renders for move-outs).
+_UPSERT_MARKER = UPSERT_MARKER.encode()
 
-    `record` is the record's JSON (`wire_record`, encoded): spliced in as it is, so a
-    record is encoded once for both the `data` and the `change` columns.
+
+def wire_change(change: Change, record: bytes | None) -> str:
+    """The change as a pull sends it and the replica stores it (`fieldsync.sync.stored`).
+
+    `record` is the record's JSON (`wire_record`, encoded), spliced in as it is.
     """
     head = orjson.dumps({"collection": change.collection, "id": str(change.id)})[:-1]
     if record is None:
         return (head + b',"op":"delete","data":null}').decode()
-    return (head + b',"op":"upsert","data":' + record + b"}").decode()
+    return (head + _UPSERT_MARKER + record + b"}").decode()
 
 
 def _encoded(record: dict[str, Any] | None) -> bytes | None:
@@ -182,7 +184,6 @@ async def _write_organization(
             [change.building_id for change in rows],
             [change.version for change in rows],
             [record is None for record in data],
-            [None if record is None else record.decode() for record in data],
             [wire_change(change, record) for change, record in zip(rows, data, strict=True)],
         )
         changed = changed or bool(written)

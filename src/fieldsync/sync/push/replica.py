@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from fieldsync.kit.db.engine import Database
+from fieldsync.sync.stored import record_sql
 
 RecordKey = tuple[str, uuid.UUID]
 
@@ -21,7 +22,9 @@ FROM sync_records r
 JOIN unnest($1::text[], $2::uuid[]) AS k(collection, record_id)
   ON r.collection = k.collection AND r.record_id = k.record_id
 """
-LOOKUP_WITH_DATA = LOOKUP.format(data="r.data::text")
+LOOKUP_WITH_DATA = LOOKUP.format(
+    data=f"CASE WHEN r.deleted THEN NULL ELSE {record_sql('r.change')} END"
+)
 # What checking a push needs: its 500 records' data would be rendered and parsed unused.
 LOOKUP_WITHOUT_DATA = LOOKUP.format(data="NULL::text")
 

@@ -15,25 +15,26 @@ from dataclasses import dataclass
 import asyncpg
 
 from fieldsync.sync.pull.feed import ORGANIZATION_STATE
+from fieldsync.sync.stored import document_sql
 
 ORGANIZATION_DOCUMENTS = """
 SELECT r.sync_version AS lwt, r.record_id AS id,
        CASE WHEN r.deleted
            THEN json_build_object('id', r.record_id, 'version', r.owner_version, '_deleted', true)::text
-           ELSE (r.data || '{"_deleted": false}'::jsonb)::text
+           ELSE {document}
        END AS document
 FROM sync_records r
 WHERE r.organization_id = $1 AND r.collection = $2
   AND (r.sync_version, r.record_id) > ($3, $4)
 ORDER BY r.sync_version, r.record_id
 LIMIT $5
-"""
+""".replace("{document}", document_sql("r.change"))
 
 TECHNICIAN_DOCUMENTS = """
 SELECT GREATEST(r.sync_version, a.sync_version) AS lwt, r.record_id AS id,
        CASE WHEN r.deleted OR a.deleted
            THEN json_build_object('id', r.record_id, 'version', r.owner_version, '_deleted', true)::text
-           ELSE (r.data || '{"_deleted": false}'::jsonb)::text
+           ELSE {document}
        END AS document
 FROM sync_assignments a
 JOIN sync_records r
@@ -42,7 +43,7 @@ WHERE a.user_id = $1 AND a.organization_id = $2 AND r.collection = $3
   AND (GREATEST(r.sync_version, a.sync_version), r.record_id) > ($4, $5)
 ORDER BY 1, 2
 LIMIT $6
-"""
+""".replace("{document}", document_sql("r.change"))
 
 
 @dataclass(frozen=True)

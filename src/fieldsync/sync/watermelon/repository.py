@@ -11,14 +11,16 @@ import orjson
 
 from fieldsync.kit.db.engine import Database
 from fieldsync.sync.push.replica import KnownRecord, RecordKey
+from fieldsync.sync.stored import record_sql
 
-LOOKUP = """
+LOOKUP = f"""
 SELECT r.collection, r.record_id, r.organization_id, r.building_id, r.deleted,
-       r.owner_version, r.sync_version, r.data::text AS data
+       r.owner_version, r.sync_version,
+       CASE WHEN r.deleted THEN NULL ELSE {record_sql("r.change")} END AS data
 FROM sync_records r
 JOIN unnest($1::text[], $2::uuid[]) AS k(collection, record_id)
   ON r.collection = k.collection AND r.record_id = k.record_id
-"""
+"""  # noqa: S608 - a constant SQL fragment, not input
 
 ORGANIZATION_STATE = """
 SELECT version, purged_through FROM sync_organizations WHERE organization_id = $1

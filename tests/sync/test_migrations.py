@@ -1,0 +1,133 @@
+"""The sync migration history builds the models' schema, carries records over, unwinds."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from fieldsync.kit.db.admin import drop_database, ensure_database
+from fieldsync.kit.db.engine import async_url
+from fieldsync.kit.db.migrations import alembic_config, current_heads, upgrade_async
+from fieldsync.sync.models import metadata
+from fieldsync.sync.service import SERVICE
+from fieldsync.sync.stored import document_sql, record_sql
+from tests import servers
+
+MIGRATIONS = SERVICE.migrations or ""
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    await servers.require_postgres()
+    url = servers.database_url_for(f"sync_migrations_{secrets.token_hex(3)}")
+    assert await ensure_database(url)
+    yield url
+    await drop_database(url)
+
+
+async def differences(url: str) -> list[Any]:
+    """How the database's schema differs from the models."""
+
+    def compare(connection: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+    engine = create_async_engine(async_url(url))
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await engine.dispose()
+
+
+async def migrate(url: str, direction: str, revision: str) -> None:
+    config = alembic_config(MIGRATIONS, url)
+    await asyncio.to_thread(getattr(command, direction), config, revision)
+
+
+async def test_migrations_build_the_models_schema_and_downgrade_to_nothing(
+    empty_database: str,
+) -> None:
+    assert current_heads(MIGRATIONS) == ("0003",)
+    await upgrade_async(MIGRATIONS, empty_database)
+    assert await differences(empty_database) == []
+    await migrate(empty_database, "downgrade", "base")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )
+    finally:
+        await connection.close()
+    assert [row["tablename"] for row in tables] == ["alembic_version"]
+
+
+def stored_change(collection: str, record_id: uuid.UUID, record: bytes | None) -> str:
+    """A change as the ingester stores it (`wire_change`)."""
+    head = orjson.dumps({"collection": collection, "id": str(record_id)})[:-1]
+    if record is None:
+        return (head + b',"op":"delete","data":null}').decode()
+    return (head + b',"op":"upsert","data":' + record + b"}").decode()
+
+
+async def test_0003_keeps_each_change_and_the_records_come_out_of_it_byte_for_byte(
+    empty_database: str,
+) -> None:
+    await upgrade_async(MIGRATIONS, empty_database, "0002")
+    organization, live, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    # Keys out of jsonb's order, a nested object last, a quote and a marker-like text:
+    # the record must come out exactly as it went in.
+    record = orjson.dumps(
+        {
+            "id": str(live),
+            "name": 'Héloïse "B" ,"op":"upsert","data":',
+            "version": 3,
+            "notes": {"z": 1, "a": [1, 2]},
+        }
+    )
+    rows = [("buildings", live, record, False), ("workflows", gone, None, True)]
+    connection = await asyncpg.connect(empty_database)
+    try:
+        for collection, record_id, data, deleted in rows:
+            await connection.execute(
+                "INSERT INTO sync_records (collection, record_id, organization_id, building_id,"
+                " owner_version, deleted, data, change, sync_version)"
+                " VALUES ($1, $2, $3, NULL, 3, $4, $5::jsonb, $6, 7)",
+                collection,
+                record_id,
+                organization,
+                deleted,
+                None if data is None else data.decode(),
+                stored_change(collection, record_id, data),
+            )
+        await upgrade_async(MIGRATIONS, empty_database)
+        row = await connection.fetchrow(
+            f"SELECT change, {record_sql('change')} AS record,"  # noqa: S608 - constant SQL
+            f" {document_sql('change')} AS document FROM sync_records WHERE record_id = $1",
+            live,
+        )
+        assert row["change"] == stored_change("buildings", live, record)
+        assert row["record"] == record.decode()
+        assert orjson.loads(row["document"]) == {**orjson.loads(record), "_deleted": False}
+        assert row["document"].startswith(record.decode()[:-1])
+
+        await migrate(empty_database, "downgrade", "0002")
+        back = {
+            row["record_id"]: row["data"]
+            for row in await connection.fetch("SELECT record_id, data FROM sync_records")
+        }
+        assert orjson.loads(back[live]) == orjson.loads(record)
+        assert back[gone] is None
+    finally:
+        await connection.close()
