@@ -4,8 +4,8 @@
 //   node replicate.mjs push ENDPOINT TOKEN COUNT BATCH      COUNT new documents, timed
 //   node replicate.mjs pages ENDPOINT TOKEN EXPECTED BATCH  the pull pages alone, no RxDB
 // Prints {"seconds": ..., "waiting": ..., "documents": ..., "conflicts": ...} as its
-// last line; `waiting` is the part of `seconds` spent inside the handlers' requests
-// (the server and HTTP), the rest is the RxDB client's own work.
+// last line; `waiting` is the part of `seconds` with a handler's request in flight (the
+// server and HTTP), the rest is the RxDB client's own work alone.
 import { randomUUID } from 'node:crypto';
 import { createRxDatabase } from 'rxdb';
 import { getRxStorageMemory } from 'rxdb/plugins/storage-memory';
@@ -18,13 +18,16 @@ const database = await createRxDatabase({ name: `client-${mode}`, storage: getRx
 await database.addCollections({ buildings: { schema: buildingsSchema } });
 const collection = database.buildings;
 
+// Time with at least one request in flight (the client may overlap requests).
 let waiting = 0;
+let inFlight = 0;
+let firstSent = 0;
 async function request(method, url, body) {
-  const sent = performance.now();
+  if (inFlight++ === 0) firstSent = performance.now();
   try {
     return await send(method, url, body);
   } finally {
-    waiting += performance.now() - sent;
+    if (--inFlight === 0) waiting += performance.now() - firstSent;
   }
 }
 

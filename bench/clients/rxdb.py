@@ -24,8 +24,8 @@ RxDB 15.22 (the version rxdb-server 15.22 is built with) with memory storage and
    that background work does not land on the next measurement.
 
 The two sides alternate; each prints its rounds, then the median ratio. Each RxDB
-round also says how much of its time the client spent waiting for answers (inside its
-handlers' requests) and how much on its own work. Results are printed, never asserted.
+round also says for how much of its time one of its handlers' requests was in flight
+(waiting for answers) and how much was the client's own work alone. Results are printed, never asserted.
 
     flock /tmp/fieldsync-bench.lock .venv/bin/python bench/clients/rxdb.py \
         [--documents N] [--batch N] [--rounds N]
