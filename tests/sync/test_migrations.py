@@ -3,52 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import orjson
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from fieldsync.kit.db.admin import drop_database, ensure_database
-from fieldsync.kit.db.engine import async_url
 from fieldsync.kit.db.migrations import alembic_config, current_heads, upgrade_async
 from fieldsync.sync.models import metadata
 from fieldsync.sync.service import SERVICE
 from fieldsync.sync.stored import document_sql, record_sql
-from tests import servers
+from tests.schema import differences_from, scratch_database
 
 MIGRATIONS = SERVICE.migrations or ""
 
 
 @pytest.fixture
 async def empty_database() -> AsyncIterator[str]:
-    await servers.require_postgres()
-    url = servers.database_url_for(f"sync_migrations_{secrets.token_hex(3)}")
-    assert await ensure_database(url)
-    yield url
-    await drop_database(url)
-
-
-async def differences(url: str) -> list[Any]:
-    """How the database's schema differs from the models."""
-
-    def compare(connection: Connection) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
-
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(compare)
-    finally:
-        await engine.dispose()
+    async for url in scratch_database("sync_migrations"):
+        yield url
 
 
 async def migrate(url: str, direction: str, revision: str) -> None:
@@ -61,7 +36,7 @@ async def test_migrations_build_the_models_schema_and_downgrade_to_nothing(
 ) -> None:
     assert current_heads(MIGRATIONS) == ("0003",)
     await upgrade_async(MIGRATIONS, empty_database)
-    assert await differences(empty_database) == []
+    assert await differences_from(empty_database, metadata) == []
     await migrate(empty_database, "downgrade", "base")
     connection = await asyncpg.connect(empty_database)
     try:

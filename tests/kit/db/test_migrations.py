@@ -9,15 +9,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fieldsync.api.models import Base
 from fieldsync.kit.db.engine import async_url
 from fieldsync.kit.db.migrations import current_heads, upgrade_async
+from tests.schema import differences_from
 
 # The `new_database` fixture (tests/kit/db/conftest.py): label -> URL of a new empty database.
 NewDatabase = Callable[[str], Awaitable[str]]
@@ -60,15 +58,7 @@ async def stamped(url: str) -> set[str]:
 
 
 async def differences_from_models(url: str) -> list[Any]:
-    def compare(connection: Connection) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
-
-    engine = create_async_engine(async_url(url))
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(compare)
-    finally:
-        await engine.dispose()
+    return await differences_from(url, Base.metadata)
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
