@@ -11,7 +11,9 @@ import orjson
 import pytest
 from alembic import command
 
+from fieldsync.contracts.changes import new_change
 from fieldsync.kit.db.migrations import alembic_config, current_heads, upgrade_async
+from fieldsync.sync.ingest.writer import wire_change
 from fieldsync.sync.models import metadata
 from fieldsync.sync.service import SERVICE
 from fieldsync.sync.stored import document_sql, record_sql
@@ -49,11 +51,16 @@ async def test_migrations_build_the_models_schema_and_downgrade_to_nothing(
 
 
 def stored_change(collection: str, record_id: uuid.UUID, record: bytes | None) -> str:
-    """A change as the ingester stores it (`wire_change`)."""
-    head = orjson.dumps({"collection": collection, "id": str(record_id)})[:-1]
-    if record is None:
-        return (head + b',"op":"delete","data":null}').decode()
-    return (head + b',"op":"upsert","data":' + record + b"}").decode()
+    """A change as the ingester stores it, made by the ingester's own `wire_change`."""
+    change = new_change(
+        collection,
+        record_id=record_id,
+        organization_id=uuid.uuid4(),
+        building_id=None,
+        version=3,
+        data=None if record is None else orjson.loads(record),
+    )
+    return wire_change(change, record)
 
 
 async def test_0003_keeps_each_change_and_the_records_come_out_of_it_byte_for_byte(
@@ -61,14 +68,15 @@ async def test_0003_keeps_each_change_and_the_records_come_out_of_it_byte_for_by
 ) -> None:
     await upgrade_async(MIGRATIONS, empty_database, "0002")
     organization, live, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    # Keys out of jsonb's order, a nested object last, a quote and a marker-like text:
-    # the record must come out exactly as it went in.
+    # Keys out of jsonb's order, quotes, and keys of its own named like the marker's
+    # (last, nested): the record must come out exactly as it went in.
     record = orjson.dumps(
         {
             "id": str(live),
             "name": 'Héloïse "B" ,"op":"upsert","data":',
             "version": 3,
-            "notes": {"z": 1, "a": [1, 2]},
+            "op": "upsert",
+            "data": {"z": 1, "op": "upsert", "data": [1, 2]},
         }
     )
     rows = [("buildings", live, record, False), ("workflows", gone, None, True)]

@@ -1,7 +1,8 @@
 """The change backbone: every committed change to a syncable record, in JetStream `CHANGES`.
 
 Owner services append a `Change` to their outbox in the transaction that makes it, the
-changes of one subject in a transaction packed into one row; their relay publishes them
+changes of one subject that one statement appends packed into rows of up to 64 KiB;
+their relay publishes them
 on `changes.<organization>.<collection>`. The relay packs the rows of one subject in a
 published batch into one message, a JSON array of changes (`pack_changes`): a push of 500 edits is then a message or two for the stream to store
 and each consumer to fetch and ack, not 500. Consumers read both shapes
@@ -296,4 +297,12 @@ def unpack_changes(data: bytes) -> list[Any]:
     message is not JSON.
     """
     decoded = orjson.loads(data)
-    return decoded if isinstance(decoded, list) else [decoded]
+    if not isinstance(decoded, list):
+        return [decoded]
+    if any(isinstance(item, list) for item in decoded):
+        # A relay from before outbox rows were packed nests a packed row (an array)
+        # inside its message: its changes are taken as they are, in order.
+        return [
+            change for item in decoded for change in (item if isinstance(item, list) else [item])
+        ]
+    return decoded

@@ -44,6 +44,14 @@ def test_packed_changes_splice_packs_in_rather_than_nest_them() -> None:
     assert unpack_changes(pack_changes([three, row])) == [{"n": 3}, {"n": 1}, {"n": 2}]
 
 
+def test_a_packed_row_nested_by_an_earlier_relay_is_flattened_in_order() -> None:
+    one, two, three = (orjson.dumps({"n": n}) for n in (1, 2, 3))
+    # What a relay that joined payloads as they are made of a packed row and a change.
+    nested = b"[" + pack_changes([one, two]) + b"," + three + b"]"
+
+    assert unpack_changes(nested) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
 async def test_an_append_writes_a_row_per_subject_and_names_each_messages_row(
     database: Database,
 ) -> None:

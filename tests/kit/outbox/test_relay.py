@@ -16,6 +16,7 @@ from fieldsync.kit.ids import SnowflakeGenerator
 from fieldsync.kit.messaging import Bus, ConsumerSpec, StreamSpec
 from fieldsync.kit.messaging import jetstream as jetstream_module
 from fieldsync.kit.outbox import OutboxRelay, append, packed_message_id
+from fieldsync.kit.outbox import relay as relay_module
 from fieldsync.kit.outbox.relay import packs
 from tests.kit.outbox.conftest import OUTBOX
 from tests.waiting import until
@@ -312,6 +313,35 @@ async def test_a_leading_relay_prunes_past_its_retention(
     (old,) = await append_to(database, [(f"{stream}.a", b"old")])
     assert await relay_of(database, bus, stream).publish_pending() == 1
     await published_hours_ago(database, old, 2)
+    relay = relay_of(database, bus, stream, retention_seconds=3600, idle_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+
+        async def pruned() -> bool:
+            return await outbox_ids(database) == []
+
+        await eventually(pruned)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_pruning_backlog_goes_a_few_slices_a_turn_until_done(
+    database: Database, bus: Bus, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "PRUNE_SLICE", 2)
+    monkeypatch.setattr(relay_module, "PRUNE_SLICES_PER_TURN", 1)
+    old = await append_to(database, [(f"{stream}.a", bytes([n])) for n in range(5)])
+    assert await relay_of(database, bus, stream).publish_pending() == 5
+    for row_id in old:
+        await published_hours_ago(database, row_id, 2)
+
+    # One slice of two rows: the cap holds.
+    assert await relay_of(database, bus, stream).prune_published(3600, max_slices=1) == 2
+    assert len(await outbox_ids(database)) == 3
+
+    # A leading relay that prunes one slice a turn does not wait an interval between
+    # turns while a backlog is left.
     relay = relay_of(database, bus, stream, retention_seconds=3600, idle_seconds=0.05)
     task = asyncio.create_task(relay.run())
     try:

@@ -6,7 +6,8 @@ with a PostgreSQL advisory lock) publishes unpublished rows in id order with
 `Nats-Msg-Id` = `<service>:<row id>`, then marks them published. A crash between publishing
 and marking republishes the same ids, which JetStream drops as duplicates inside the
 stream's dedupe window; a relay that is down delays messages and never loses them.
-`append_packed` writes one row per subject for a transaction's messages (`packing`).
+`append_packed` writes one row per subject (up to 64 KiB) for the messages of one
+append statement (`packing`).
 A relay given `pack` publishes the rows of one subject in a batch as one message (id:
 `packed_message_id`); a republished pack holding rows committed after the crash is
 stored again, so its consumers must take copies as no-ops.

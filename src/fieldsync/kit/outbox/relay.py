@@ -97,6 +97,8 @@ LINGER_SECONDS = 0.005
 # it deletes a statement.
 PRUNE_INTERVAL_SECONDS = 600.0
 PRUNE_SLICE = 5000
+# Slices a leading relay deletes between two batches it publishes.
+PRUNE_SLICES_PER_TURN = 4
 
 
 def lock_key(name: str) -> int:
@@ -276,17 +278,26 @@ class OutboxRelay:
         ):
             return
         self._pruned_at = now
-        pruned = await self.prune_published(self._retention)
+        pruned = await self.prune_published(self._retention, max_slices=PRUNE_SLICES_PER_TURN)
         if pruned:
             log.info("outbox pruned", relay=self.name, rows=pruned)
+        if pruned >= PRUNE_SLICE * PRUNE_SLICES_PER_TURN:
+            # A backlog (a first prune after a long pause): go on after the next batch
+            # is published, not all of it before.
+            self._pruned_at = None
 
-    async def prune_published(self, older_than_seconds: float) -> int:
+    async def prune_published(
+        self, older_than_seconds: float, *, max_slices: int | None = None
+    ) -> int:
         """Delete rows published more than `older_than_seconds` ago, `PRUNE_SLICE` rows a
-        statement (short locks, short transactions); how many went."""
+        statement (short locks, short transactions), at most `max_slices` statements
+        (None: until none are left); how many went."""
         name = self._table.name
         pruned = 0
+        slices = 0
         async with self._database.raw_connection() as connection:
-            while True:
+            while max_slices is None or slices < max_slices:
+                slices += 1
                 deleted = await connection.fetchval(
                     f'WITH gone AS (DELETE FROM "{name}" WHERE id IN ('  # noqa: S608 - our table
                     f'SELECT id FROM "{name}" WHERE published_at < now() - make_interval('
@@ -296,7 +307,8 @@ class OutboxRelay:
                 )
                 pruned += int(deleted)
                 if deleted < PRUNE_SLICE:
-                    return pruned
+                    break
+        return pruned
 
     def _messages(self, rows: list[tuple[int, str, bytes]]) -> list[tuple[str, bytes, str]]:
         """(subject, data, message id) to publish for `rows` (id, subject, payload)."""
