@@ -307,12 +307,8 @@ async def test_published_rows_past_the_retention_are_pruned_and_no_others(
     assert await relay.prune_published(3600) == 0
 
 
-async def test_a_leading_relay_prunes_past_its_retention(
-    database: Database, bus: Bus, stream: str
-) -> None:
-    (old,) = await append_to(database, [(f"{stream}.a", b"old")])
-    assert await relay_of(database, bus, stream).publish_pending() == 1
-    await published_hours_ago(database, old, 2)
+async def lead_until_pruned(database: Database, bus: Bus, stream: str) -> None:
+    """Run a leading relay with a one-hour retention until the outbox is empty."""
     relay = relay_of(database, bus, stream, retention_seconds=3600, idle_seconds=0.05)
     task = asyncio.create_task(relay.run())
     try:
@@ -324,6 +320,15 @@ async def test_a_leading_relay_prunes_past_its_retention(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_leading_relay_prunes_past_its_retention(
+    database: Database, bus: Bus, stream: str
+) -> None:
+    (old,) = await append_to(database, [(f"{stream}.a", b"old")])
+    assert await relay_of(database, bus, stream).publish_pending() == 1
+    await published_hours_ago(database, old, 2)
+    await lead_until_pruned(database, bus, stream)
 
 
 async def test_a_pruning_backlog_goes_a_few_slices_a_turn_until_done(
@@ -342,14 +347,4 @@ async def test_a_pruning_backlog_goes_a_few_slices_a_turn_until_done(
 
     # A leading relay that prunes one slice a turn does not wait an interval between
     # turns while a backlog is left.
-    relay = relay_of(database, bus, stream, retention_seconds=3600, idle_seconds=0.05)
-    task = asyncio.create_task(relay.run())
-    try:
-
-        async def pruned() -> bool:
-            return await outbox_ids(database) == []
-
-        await eventually(pruned)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await lead_until_pruned(database, bus, stream)
